@@ -1,0 +1,254 @@
+"""The ``mmrec-plugin`` command line.
+
+Subcommands::
+
+    mmrec-plugin run -m MODEL -d DATASET [--data-path DIR] [--results-dir DIR]
+                     [--config FILE] [--study NAME] [-q] [--KEY VALUE ...]
+    mmrec-plugin analyze|report|study|install|uninstall|bench|data ...
+
+``run`` is ``python main.py`` (MMRec's ``-m/--model``, ``-d/--dataset``). ``--KEY VALUE``
+overrides any key the layered config knows (overall, dataset, model yaml, ``--config``); the
+value is parsed as YAML (``--reg_weight "[1e-4, 1e-3]"`` is a list, and a list for a key
+whose default is not a list makes it a grid dimension; see :mod:`mmrec_plugin.host.config`).
+An unknown flag or key is an error naming the closest known key.
+
+The other subcommands live in their rooms' modules, imported only when they run
+(``add_*_arguments(parser)`` / ``run_*(args) -> int``).
+
+Exit status: 0 success, 1 nothing finished (every combination diverged), 2 a user error
+(``error: ...`` on stderr, no traceback), 130 interrupted (rerun the same command to resume).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from mmrec_plugin.errors import UserError, closest
+
+PROG = "mmrec-plugin"
+
+# subcommand -> (module, add-arguments function, run function, one-line help)
+SUBCOMMANDS: Dict[str, Tuple[str, str, str, str]] = {
+    "run": ("mmrec_plugin.cli", "add_run_arguments", "run_run",
+            "train and evaluate a model: grid search, resumable (= python main.py)"),
+    "analyze": ("mmrec_plugin.analysis.cli", "add_analyze_arguments", "run_analyze",
+                "user-subset analysis of a trained model"),
+    "report": ("mmrec_plugin.analysis.cli", "add_report_arguments", "run_report",
+               "tables and plots from results JSON files"),
+    "study": ("mmrec_plugin.analysis.cli", "add_study_arguments", "run_study",
+              "run a named study (ablations, sweeps, synthetic experiments)"),
+    "install": ("mmrec_plugin.bridge.cli", "add_install_arguments", "run_install",
+                "install the BRMRS model into an MMRec checkout"),
+    "uninstall": ("mmrec_plugin.bridge.cli", "add_uninstall_arguments", "run_uninstall",
+                  "remove the BRMRS model from an MMRec checkout"),
+    "bench": ("mmrec_plugin.bench", "add_arguments", "run", "speed and memory benchmark"),
+    "data": ("mmrec_plugin.data.cli", "add_arguments", "run",
+             "dataset tools: demo generator, import, resplit, validate, stats"),
+}
+
+_RUN_FLAGS = ("--model", "--dataset", "--data-path", "--results-dir", "--config", "--study",
+              "--quiet", "--help")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one ``error:`` line and exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        sys.stderr.write(f"error: {message} (see '{self.prog} --help')\n")
+        sys.exit(2)
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname).1s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+# --------------------------------------------------------------------------------- run
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``run`` (and of ``python main.py``)."""
+    parser.add_argument("-m", "--model", required=True, help="model name, e.g. BRMRS, LightGCN, BPR")
+    parser.add_argument("-d", "--dataset", required=True,
+                        help="dataset name: the folder <data-path>/<dataset>/ (demo is generated)")
+    parser.add_argument("--data-path", dest="data_path", default=None,
+                        help="root folder of the datasets (default: data/)")
+    parser.add_argument("--results-dir", dest="results_dir", default=None,
+                        help="results folder: JSON summary, store, models (default: results/)")
+    parser.add_argument("--config", dest="config_file", default=None,
+                        help="a yaml file applied after the model yaml, before --KEY VALUE")
+    parser.add_argument("--study", default=None,
+                        help="a named study preset (mmrec_plugin.analysis.studies)")
+    parser.epilog = (
+        "--KEY VALUE overrides any config key (value parsed as YAML; a list makes a grid), "
+        "e.g. --epochs 50 --reg_weight \"[1e-4, 1e-3]\""
+    )
+
+
+def parse_overrides(tokens: Sequence[str], known: Sequence[str]) -> Dict[str, Any]:
+    """``['--key', 'value', '--k2=v2']`` -> ``{'key': value, 'k2': v2}`` (values as YAML).
+
+    ``-`` in a key is read as ``_`` when only that spelling is known.
+
+    Raises:
+        UserError: a token that is not ``--key``, a key without a value, or a key that the
+            layered config does not know (naming the closest known key).
+    """
+    from mmrec_plugin.host.config import parse_value
+
+    known_set = set(known)
+    out: Dict[str, Any] = {}
+    i = 0
+    tokens = list(tokens)
+    while i < len(tokens):
+        tok = tokens[i]
+        if not tok.startswith("--") or tok == "--":
+            raise UserError(f"unexpected argument {tok!r}: options are written --KEY VALUE")
+        if "=" in tok:
+            key, value = tok[2:].split("=", 1)
+            i += 1
+        else:
+            key = tok[2:]
+            if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
+                raise UserError(f"option --{key} needs a value (--{key} VALUE)")
+            value = tokens[i + 1]
+            i += 2
+        if key not in known_set and key.replace("-", "_") in known_set:
+            key = key.replace("-", "_")
+        if key not in known_set:
+            candidates = sorted(known_set) + [f.lstrip("-") for f in _RUN_FLAGS]
+            near = closest(key, candidates)
+            hint = f" (did you mean --{near}?)" if near else ""
+            raise UserError(
+                f"unknown option --{key}{hint}: --KEY VALUE accepts the keys of the layered "
+                f"config (overall, dataset, model yaml, --config)"
+            )
+        out[key] = parse_value(value)
+    return out
+
+
+def run_run(args: argparse.Namespace) -> int:
+    """``run``: the grid search of one model on one dataset; prints the summary's path."""
+    from mmrec_plugin.host.config import Config
+    from mmrec_plugin.host.quick_start import quick_start
+
+    base: Dict[str, Any] = {}
+    if args.data_path is not None:
+        base["data_path"] = args.data_path
+    if args.results_dir is not None:
+        base["results_dir"] = args.results_dir
+    probe = Config(args.model, args.dataset, config_dict=base, config_file=args.config_file)
+    overrides = parse_overrides(getattr(args, "overrides", []), probe.layered_keys)
+
+    if args.study:
+        try:
+            studies = importlib.import_module("mmrec_plugin.analysis.studies")
+        except ImportError as exc:
+            raise UserError(f"--study is not available in this installation ({exc})") from None
+        if str(args.model).lower() != str(getattr(studies, "MODEL", args.model)).lower():
+            logging.getLogger(__name__).warning(
+                "study presets are written for %s; running them with %s", studies.MODEL, args.model)
+
+        def runner(_model: str, dataset: str, cfg: Dict[str, Any]) -> None:
+            quick_start(args.model, dataset, config_dict=cfg, config_file=args.config_file)
+
+        extra = dict(overrides)
+        paths = studies.run_study(
+            args.study, dataset=args.dataset,
+            results_dir=probe["results_dir"], data_path=args.data_path,
+            extra=extra, runner=runner,
+        )
+        for path in paths.values():
+            print(path)
+        return 0
+
+    config_dict = dict(base)
+    config_dict.update(overrides)
+    summary = quick_start(args.model, args.dataset, config_dict=config_dict,
+                          config_file=args.config_file)
+    print(summary["path"])
+    return 0 if summary.get("best") is not None else 1
+
+
+# --------------------------------------------------------------------------------- main
+def _top_help() -> str:
+    width = max(len(c) for c in SUBCOMMANDS)
+    lines = [
+        f"usage: {PROG} <command> [options]   ({PROG} <command> --help for its options)",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:<{width}}  {spec[3]}" for name, spec in SUBCOMMANDS.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _load(command: str) -> Optional[Tuple[Callable, Callable]]:
+    modname, add_name, run_name, _ = SUBCOMMANDS[command]
+    try:
+        module = importlib.import_module(modname)
+    except ModuleNotFoundError as exc:
+        if exc.name and (modname == exc.name or modname.startswith(exc.name + ".")):
+            return None
+        raise
+    add, run = getattr(module, add_name, None), getattr(module, run_name, None)
+    if add is None or run is None:
+        return None
+    return add, run
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``mmrec-plugin``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        (sys.stdout if argv else sys.stderr).write(_top_help())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from mmrec_plugin import __version__
+
+        print(f"{PROG} {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in SUBCOMMANDS:
+        near = closest(command, SUBCOMMANDS)
+        hint = f" (did you mean '{near}'?)" if near else ""
+        sys.stderr.write(f"error: unknown command '{command}'{hint}; commands: "
+                         f"{', '.join(SUBCOMMANDS)}\n")
+        return 2
+    loaded = _load(command)
+    if loaded is None:
+        sys.stderr.write(
+            f"error: the '{command}' command is not available in this installation "
+            f"({SUBCOMMANDS[command][0]} is missing)\n"
+        )
+        return 2
+    add, run = loaded
+    parser = _Parser(prog=f"{PROG} {command}", description=SUBCOMMANDS[command][3],
+                     allow_abbrev=False)
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    add(parser)
+    try:
+        if command == "run":
+            args, extras = parser.parse_known_args(rest)
+            args.overrides = extras
+        else:
+            args = parser.parse_args(rest)
+        _setup_logging(getattr(args, "quiet", False))
+        code = run(args)
+        return int(code or 0)
+    except UserError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: finished combinations are kept; rerun the same command "
+                         "to resume\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
