@@ -154,6 +154,12 @@ def swept_keys(results: Dict) -> List[str]:
     return out
 
 
+def selection_metric(results: Dict) -> str:
+    """The metric key the grid selected by (``selected_by`` may read ``valid recall@20``)."""
+    sel = str(results.get("selected_by") or "recall@20").strip()
+    return sel[len("valid "):] if sel.lower().startswith("valid ") else sel
+
+
 def _is_best(results: Dict, combo: Dict) -> bool:
     best = results.get("best") or {}
     return best.get("id") is not None and best.get("id") == combo.get("id")
@@ -164,7 +170,7 @@ def tables_markdown(results: Dict) -> str:
     """The markdown of ``report.md`` for a grid-search results dict."""
     combos = results["combinations"]
     keys = _param_keys(results)
-    sel = results.get("selected_by", "recall@20")
+    sel = selection_metric(results)
     best = results.get("best") or {}
     out = [f"# {results.get('model', '?')} on {results.get('dataset', '?')}\n",
            f"{len(combos)} combination(s); best by validation {sel}: "
@@ -240,7 +246,7 @@ def _numeric(values: Sequence) -> bool:
 
 def _plot_sweeps(plt, results: Dict, out_dir: str) -> List[str]:
     combos = [c for c in results["combinations"] if c.get("valid")]
-    sel = results.get("selected_by", "recall@20")
+    sel = selection_metric(results)
     written = []
     swept = swept_keys({**results, "combinations": combos}) if combos else []
     for key in swept:

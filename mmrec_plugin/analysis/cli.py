@@ -1,0 +1,372 @@
+"""``mmrec-plugin analyze``, ``mmrec-plugin report`` and ``mmrec-plugin study``.
+
+analyze::
+
+    mmrec-plugin analyze --results results/BRMRS-baby.json [--combination ID|best] [--k 20]
+                         [--data-path DIR] [--split test|valid] [--out FILE.json]
+
+Loads the saved best-valid model of one grid-search combination (``model_path`` of the
+combination in the results file, ``{'state_dict', 'config'}``), rebuilds it through the
+registry and the host's Config / RecDataset / TrainDataLoader, and computes the subset
+analysis (:func:`mmrec_plugin.analysis.subsets.analyze_model`) of the chosen split's
+(user, target) pairs: the six classes, the seed subsets, and on synthetic data (when
+``<data_path>/<dataset>/<dataset>.types`` exists) Recall@K per ground-truth pair type.
+Prints a table and writes JSON (default ``<results dir>/analysis-<id>-<split>-k<K>.json``).
+
+report::
+
+    mmrec-plugin report RESULTS.json [RESULTS2.json ...] [--out DIR]
+
+Markdown tables and PNG plots per results file (:func:`mmrec_plugin.analysis.report.report`);
+with several files also ``comparison.md`` of their best combinations.
+
+study::
+
+    mmrec-plugin study NAME [-d DATASET] [--results-dir DIR] [--data-path DIR]
+                       [--set KEY=VALUE ...] [--print-config] [--no-report]
+    mmrec-plugin study gamma_sweep [--gammas 0,0.5,1,2,4] [--out DIR] [--set ...]
+
+Runs a named preset (:mod:`mmrec_plugin.analysis.studies`) as grid searches (resumable),
+then writes its report.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from mmrec_plugin.errors import DataError, UserError
+
+logger = logging.getLogger(__name__)
+
+
+# ============================================================================ analyze
+def find_combination(results: Dict, which: str = "best") -> Dict:
+    """The combination ``which`` (an id, a unique id prefix, or ``best``) of a results dict."""
+    combos = results.get("combinations") or []
+    if which == "best":
+        best = results.get("best")
+        if not best:
+            raise UserError("the results file has no best combination (none finished); "
+                            "pick one with --combination ID")
+        return best
+    hits = [c for c in combos if str(c.get("id")) == which]
+    if not hits:
+        hits = [c for c in combos if str(c.get("id", "")).startswith(which)]
+    if len(hits) != 1:
+        ids = ", ".join(str(c.get("id")) for c in combos) or "none"
+        what = "is ambiguous" if hits else "not found"
+        raise UserError(f"combination {which!r} {what}; available: best, {ids}")
+    return hits[0]
+
+
+def _resolve_model_path(combo: Dict, results_path: str) -> str:
+    path = combo.get("model_path")
+    if not path:
+        raise UserError(f"combination {combo.get('id')} has no saved model (model_path is empty; "
+                        "run the grid search with model saving on)")
+    if os.path.isfile(path):
+        return path
+    # a results folder moved elsewhere: look next to the results file
+    alt = os.path.join(os.path.dirname(os.path.abspath(results_path)), "models", os.path.basename(path))
+    if os.path.isfile(alt):
+        return alt
+    raise DataError(f"saved model {path} of combination {combo.get('id')} not found (also looked for {alt})")
+
+
+def _torch_load(path: str):
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except TypeError:  # torch < 1.13 has no weights_only
+        return torch.load(path, map_location="cpu")
+    except Exception as exc:
+        raise DataError(f"cannot read the saved model {path}: {exc}") from None
+
+
+def pair_types_for(folder: str, name: str, users: np.ndarray, items: np.ndarray) -> Optional[np.ndarray]:
+    """Ground-truth types of (user, item) pairs from ``<folder>/<name>.types``, or None when
+    the file is absent. Pairs missing from the file get ``'unknown'`` (logged)."""
+    path = os.path.join(folder, f"{name}.types")
+    if not os.path.isfile(path):
+        return None
+    from mmrec_plugin.data.synthetic import read_types
+
+    table = read_types(folder, name)
+    n_items = int(max(table["items"].max(initial=0), np.max(items, initial=0))) + 1
+    keys = table["users"] * n_items + table["items"]
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    types = np.asarray(table["types"])[order]
+    q = np.asarray(users, dtype=np.int64) * n_items + np.asarray(items, dtype=np.int64)
+    out = np.full(len(q), "unknown", dtype=object)
+    found = np.zeros(len(q), dtype=bool)
+    if len(keys):
+        pos = np.clip(np.searchsorted(keys, q), 0, len(keys) - 1)
+        found = keys[pos] == q
+        out[found] = types[pos[found]]
+    if (~found).any():
+        logger.warning("%d of %d pairs have no type in %s", int((~found).sum()), len(q), path)
+    return out
+
+
+def analyze_results(
+    results_path: str,
+    combination: str = "best",
+    k: int = 20,
+    data_path: Optional[str] = None,
+    split: str = "test",
+    batch_size: int = 1024,
+) -> Dict:
+    """Rebuild the saved model of one combination and run the subset analysis.
+
+    Returns the JSON-able dict written by ``analyze``: ``results``, ``combination``, ``params``,
+    ``model``, ``dataset``, ``split`` and the :func:`analyze_model` keys.
+    """
+    from mmrec_plugin.analysis.report import load_results
+    from mmrec_plugin.analysis.subsets import analyze_model
+    from mmrec_plugin.host.config import Config
+    from mmrec_plugin.host.dataloader import TrainDataLoader
+    from mmrec_plugin.host.dataset import RecDataset
+    from mmrec_plugin.registry import get_model
+
+    if split not in ("test", "valid"):
+        raise UserError(f"--split must be test or valid, got {split!r}")
+    results = load_results(results_path)
+    combo = find_combination(results, combination)
+    model_path = _resolve_model_path(combo, results_path)
+    saved = _torch_load(model_path)
+    if not isinstance(saved, dict) or "state_dict" not in saved:
+        raise DataError(f"{model_path}: expected a dict with 'state_dict' and 'config'")
+    saved_cfg = dict(saved.get("config") or combo.get("config") or {})
+    model_name = saved_cfg.get("model") or results.get("model")
+    dataset_name = saved_cfg.get("dataset") or results.get("dataset")
+    if not model_name or not dataset_name:
+        raise DataError(f"{model_path}: the saved config names no model/dataset")
+    data_path = data_path or saved_cfg.get("data_path") or "data/"
+    config = Config(model_name, dataset_name, config_dict={"data_path": data_path})
+    for key, value in saved_cfg.items():
+        if key not in ("device", "data_path", "hyper_parameters", "results_dir", "model", "dataset"):
+            config[key] = value
+    logger.info("analyze: %s on %s, combination %s, %s split, K=%d",
+                model_name, dataset_name, combo.get("id"), split, k)
+    full = RecDataset(config)
+    train_ds, valid_ds, test_ds = full.split()
+    eval_ds = test_ds if split == "test" else valid_ds
+    train_loader = TrainDataLoader(config, train_ds, batch_size=config["train_batch_size"], shuffle=False)
+    model = get_model(model_name)(config, train_loader).to(config["device"])
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except RuntimeError as exc:
+        raise DataError(f"{model_path} does not fit {model_name} built from its config: {exc}") from None
+    users = np.asarray(eval_ds.users, dtype=np.int64)
+    items = np.asarray(eval_ds.items, dtype=np.int64)
+    folder = os.path.join(config["data_path"], dataset_name)
+    types = pair_types_for(folder, dataset_name, users, items)
+    result = analyze_model(model, train_ds.inter_matrix(form="csr"), users, items, k=k,
+                           pair_types=types, batch_size=batch_size)
+    head = {"results": os.path.abspath(results_path), "combination": combo.get("id"),
+            "params": combo.get("params"), "model": model_name, "dataset": dataset_name,
+            "split": split}
+    head.update(result)
+    return head
+
+
+def format_analysis(result: Dict) -> str:
+    """The printed table of an analysis dict."""
+    from mmrec_plugin.analysis.subsets import CLASSES, SEED_SUBSETS
+
+    k = result.get("k")
+    lines = [f"{result.get('model', '')} on {result.get('dataset', '')}, combination "
+             f"{result.get('combination', '')}, {result.get('split', 'test')} pairs: "
+             f"{result['n_pairs']}, K = {k}", ""]
+    lines.append(f"{'class':<18}{'count':>10}{'ratio':>10}")
+    for name in CLASSES:
+        e = result["partition"][name]
+        lines.append(f"{name:<18}{e['count']:>10d}{e['ratio']:>10.4f}")
+    lines.append("")
+    lines.append(f"{'seed subset':<18}{'count':>10}{'ratio':>10}")
+    for name in SEED_SUBSETS:
+        e = result["seed_subsets"][name]
+        lines.append(f"{name:<18}{e['count']:>10d}{e['ratio']:>10.4f}")
+    hr = result.get("branch_hit_rate")
+    if hr:
+        lines.append("")
+        lines.append("hit rate @K per branch: " + ", ".join(f"{m} {hr[m]:.4f}" for m in ("t", "v", "f")))
+    ptr = result.get("per_type_recall")
+    if ptr:
+        lines.append("")
+        lines.append(f"{'pair type':<18}{'pairs':>10}{'Recall@' + str(k):>12}")
+        for name, e in ptr.items():
+            rec = "-" if e["recall"] is None else f"{e['recall']:.4f}"
+            lines.append(f"{name:<18}{e['n_pairs']:>10d}{rec:>12}")
+    return "\n".join(lines)
+
+
+def add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", required=True, metavar="FILE.json",
+                        help="grid-search results file (<results_dir>/<MODEL>-<DATASET>.json)")
+    parser.add_argument("--combination", default="best", metavar="ID|best",
+                        help="which combination's saved model (default: best by validation)")
+    parser.add_argument("--k", type=int, default=20, help="success cutoff K (default 20)")
+    parser.add_argument("--data-path", default=None, metavar="DIR",
+                        help="data folder (default: the one the run used)")
+    parser.add_argument("--split", choices=("test", "valid"), default="test",
+                        help="which held-out pairs to analyse (default test)")
+    parser.add_argument("--batch-size", type=int, default=1024, help="users scored per block")
+    parser.add_argument("--out", default=None, metavar="FILE.json",
+                        help="JSON output (default: <results dir>/analysis-<id>-<split>-k<K>.json)")
+
+
+def run_analyze(args) -> int:
+    from mmrec_plugin.analysis.report import write_text_atomic
+
+    result = analyze_results(args.results, combination=args.combination, k=args.k,
+                             data_path=args.data_path, split=args.split, batch_size=args.batch_size)
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.results)),
+                                   f"analysis-{result['combination']}-{args.split}-k{args.k}.json")
+    write_text_atomic(out, json.dumps(result, indent=2))
+    print(format_analysis(result))
+    print(f"\nwritten: {out}")
+    return 0
+
+
+# ============================================================================ report
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", nargs="+", metavar="RESULTS.json",
+                        help="results file(s): a grid-search summary or gamma_sweep.json")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="output folder (default: <folder of the first file>/report)")
+
+
+def run_report(args) -> int:
+    from mmrec_plugin.analysis.report import compare, report
+
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.results[0])), "report")
+    notes: List[str] = []
+    written: List[str] = []
+    if len(args.results) == 1:
+        written += report(args.results[0], out, notes=notes)
+    else:
+        for path in args.results:
+            stem = os.path.splitext(os.path.basename(path))[0]
+            parent = os.path.basename(os.path.dirname(os.path.abspath(path)))
+            written += report(path, os.path.join(out, f"{parent}-{stem}"), notes=notes)
+        written += compare(args.results, out, notes=notes)
+    for path in written:
+        print(f"written: {path}")
+    for note in dict.fromkeys(notes):
+        print(f"note: {note}")
+    return 0
+
+
+# ============================================================================ study
+def _parse_set(items: Sequence[str]) -> Dict:
+    import yaml
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise UserError(f"--set {key}: value {value!r} is not valid YAML ({exc})") from None
+    return out
+
+
+def _parse_gammas(text: str) -> List[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--gammas expects comma-separated numbers, got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise UserError(f"--gammas needs numbers >= 0, got {text!r}")
+    return values
+
+
+def add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    from mmrec_plugin.analysis.studies import STUDIES
+
+    parser.add_argument("name", help="study preset: " + ", ".join(STUDIES))
+    parser.add_argument("-d", "--dataset", default=None, help="dataset (default: the study's)")
+    parser.add_argument("--results-dir", default="results", metavar="DIR",
+                        help="parent results folder; the study writes <DIR>/<study>/<variant>/")
+    parser.add_argument("--data-path", default=None, metavar="DIR", help="data folder")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra config override for every run (YAML value), e.g. --set epochs=50")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print each variant's config overrides (YAML) and exit")
+    parser.add_argument("--no-report", action="store_true", help="do not write the report")
+    parser.add_argument("--gammas", default=None, metavar="G1,G2,...",
+                        help="gamma_sweep: values of gamma_s (default: the preset's)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="gamma_sweep: output folder (default: <results-dir>/gamma_sweep)")
+
+
+def run_study(args) -> int:
+    import yaml
+
+    from mmrec_plugin.analysis import studies
+    from mmrec_plugin.analysis.report import compare, report
+
+    if args.name not in studies.STUDIES:
+        raise studies._unknown(args.name)
+    extra = _parse_set(args.set)
+    if args.print_config:
+        for variant, cfg in studies.study_variants(args.name).items():
+            print(f"# study {args.name}, variant {variant}")
+            print(yaml.safe_dump(cfg, sort_keys=False).rstrip())
+        return 0
+    if args.name == "gamma_sweep":
+        gammas = _parse_gammas(args.gammas) if args.gammas else studies.STUDIES["gamma_sweep"]["gammas"]
+        out = args.out or os.path.join(args.results_dir, "gamma_sweep")
+        studies.run_gamma_sweep(gammas, out, extra=extra)
+        files = [os.path.join(out, "gamma_sweep.json")]
+        if not args.no_report:
+            files += report(files[0], os.path.join(out, "report"))
+        for f in files:
+            print(f"written: {f}")
+        return 0
+    paths = studies.run_study(args.name, dataset=args.dataset, results_dir=args.results_dir,
+                              data_path=args.data_path, extra=extra)
+    written: List[str] = list(paths.values())
+    notes: List[str] = []
+    if not args.no_report:
+        for variant, path in paths.items():
+            written += report(path, os.path.join(os.path.dirname(path), "report"), notes=notes)
+        if len(paths) > 1:
+            written += compare(list(paths.values()), os.path.join(args.results_dir, args.name, "report"),
+                               labels=list(paths), notes=notes)
+    for f in written:
+        print(f"written: {f}")
+    for note in dict.fromkeys(notes):
+        print(f"note: {note}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Stand-alone entry (``python -m mmrec_plugin.analysis.cli analyze|report|study ...``)."""
+    parser = argparse.ArgumentParser(prog="mmrec-plugin")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_analyze_arguments(sub.add_parser("analyze", help="subset analysis of a trained run"))
+    add_report_arguments(sub.add_parser("report", help="tables and plots of a results file"))
+    add_study_arguments(sub.add_parser("study", help="run a named study preset"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return {"analyze": run_analyze, "report": run_report, "study": run_study}[args.command](args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
