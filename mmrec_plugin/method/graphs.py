@@ -62,8 +62,11 @@ def sym_normalize(adj: sp.spmatrix) -> sp.csr_matrix:
     inv = np.zeros_like(deg)
     nz = deg > 0
     inv[nz] = deg[nz] ** -0.5
-    d = sp.diags(inv.astype(np.float32))
-    out = sp.csr_matrix(d @ adj @ d, dtype=np.float32)
+    coo = adj.tocoo()
+    # data * (d_r d_c): the scalar product is commutative, so a symmetric A stays exactly symmetric
+    scale = (inv[coo.row] * inv[coo.col]).astype(np.float32)
+    out = sp.csr_matrix((coo.data * scale, (coo.row, coo.col)), shape=adj.shape, dtype=np.float32)
+    out.eliminate_zeros()
     out.sort_indices()
     return out
 
