@@ -1,0 +1,86 @@
+"""BPR: matrix factorisation trained with the Bayesian Personalised Ranking loss.
+
+Rendle et al., "BPR: Bayesian Personalized Ranking from Implicit Feedback", UAI 2009.
+
+Score ``s(u, i) = <e_u, e_i>``; for a batch of triples ``(u, i, j)`` of size ``B``
+
+    L = -mean(log sigmoid(s(u, i) - s(u, j)))
+        + reg_weight * (||E_u|| + ||E_i|| + ||E_j||) / B
+
+where ``||.||`` is the Frobenius norm of the batch's embedding rows (MMRec's embedding
+regulariser: norms, not squared norms, divided by the batch size).
+
+Args (config keys):
+    embedding_size (int, default 64): the dimension of user and item embeddings.
+    reg_weight (float, default 0.0): the weight of the embedding regulariser.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mmrec_plugin.errors import ConfigError
+from mmrec_plugin.host.abstract_recommender import GeneralRecommender, _get
+
+
+def config_number(config, key: str, default, kind=float, minimum=None, owner: str = "model"):
+    """A scalar config value, checked; a list (an unexpanded grid) is a ConfigError."""
+    value = _get(config, key, default)
+    ok = not isinstance(value, (bool, list, tuple, dict, str))
+    if ok:
+        try:
+            conv = kind(value)
+            ok = kind is float or conv == value
+        except (TypeError, ValueError):
+            ok = False
+    if ok and minimum is not None and conv < minimum:
+        ok = False
+    if not ok:
+        what = "an integer" if kind is int else "a number"
+        extra = f" >= {minimum}" if minimum is not None else ""
+        hint = " (a list is a grid: run it through quick_start)" if isinstance(value, (list, tuple)) else ""
+        raise ConfigError(f"{owner}: config key '{key}' must be {what}{extra}, got {value!r}{hint}")
+    return conv
+
+
+def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
+    """``-mean(log sigmoid(pos - neg))``, computed stably with ``logsigmoid``. Shapes ``[B]``."""
+    return -F.logsigmoid(pos_scores - neg_scores).mean()
+
+
+def embedding_norm_reg(*embeddings: torch.Tensor) -> torch.Tensor:
+    """``sum_k ||E_k||_F / B`` with ``B`` the rows of the last tensor (MMRec's EmbLoss)."""
+    total = sum(torch.linalg.vector_norm(e) for e in embeddings)
+    return total / embeddings[-1].shape[0]
+
+
+class BPR(GeneralRecommender):
+    """Matrix factorisation with the BPR loss; see the module docstring."""
+
+    def __init__(self, config, dataloader):
+        super().__init__(config, dataloader)
+        self.embedding_size = config_number(config, "embedding_size", 64, int, 1, "BPR")
+        self.reg_weight = config_number(config, "reg_weight", 0.0, float, 0.0, "BPR")
+        self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
+        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
+        self.reset_parameters()
+        self.to(self.device)
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_normal_(self.user_embedding.weight)
+        nn.init.xavier_normal_(self.item_embedding.weight)
+
+    def calculate_loss(self, interaction: torch.Tensor) -> torch.Tensor:
+        """``interaction``: ``LongTensor[3, B]`` (users, positives, negatives)."""
+        u = self.user_embedding(interaction[0])
+        pos = self.item_embedding(interaction[1])
+        neg = self.item_embedding(interaction[2])
+        loss = bpr_loss((u * pos).sum(-1), (u * neg).sum(-1))
+        if self.reg_weight:
+            loss = loss + self.reg_weight * embedding_norm_reg(u, pos, neg)
+        return loss
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        """``[B, n_items]`` scores for the users ``interaction[0]``."""
+        return self.user_embedding(interaction[0]) @ self.item_embedding.weight.t()

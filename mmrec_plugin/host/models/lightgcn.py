@@ -1,0 +1,120 @@
+"""LightGCN: linear propagation on the user-item graph, ID embeddings only.
+
+He et al., "LightGCN: Simplifying and Powering Graph Convolution Network for
+Recommendation", SIGIR 2020.
+
+With the training matrix ``R`` (``n_users x n_items``, ones), the bipartite adjacency
+``A = [[0, R], [R^T, 0]]`` and degrees ``d = A 1``, the normalised graph is
+``A_hat = D^{-1/2} A D^{-1/2}`` (rows of zero degree stay zero). From the layer-0 embeddings
+``E^(0) = [E_users; E_items]`` (Xavier-normal initialised),
+
+    E^(l+1) = A_hat E^(l),   E = mean_{l=0..L} E^(l),   s(u, i) = <E_u, E_i>.
+
+Loss for a batch of triples ``(u, i, j)`` of size ``B``:
+``-mean(log sigmoid(s(u,i) - s(u,j))) + reg_weight * (||E^(0)_u|| + ||E^(0)_i|| + ||E^(0)_j||) / B``
+(Frobenius norms of the batch's layer-0 rows, MMRec's regulariser).
+
+Args (config keys):
+    embedding_size (int, default 64): the embedding dimension.
+    n_layers (int, default 2): the number of propagation layers ``L``.
+    reg_weight (float, default 1e-4): the weight of the regulariser.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn as nn
+
+from mmrec_plugin.host.abstract_recommender import GeneralRecommender
+from mmrec_plugin.host.models.bpr import bpr_loss, config_number, embedding_norm_reg
+
+
+def normalized_bipartite_adjacency(inter: sp.spmatrix) -> sp.csr_matrix:
+    """``D^{-1/2} A D^{-1/2}`` for ``A = [[0, R], [R^T, 0]]``, a float32 CSR matrix.
+
+    Args:
+        inter: ``R``, ``(n_users, n_items)``; nonzeros are treated as ones.
+
+    Returns:
+        ``(n_users + n_items)`` square CSR matrix.
+    """
+    r = sp.csr_matrix(inter, dtype=np.float32)
+    r.sum_duplicates()
+    r.data[:] = 1.0
+    adj = sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)
+    deg = np.asarray(adj.sum(axis=1)).ravel()
+    inv_sqrt = np.zeros_like(deg, dtype=np.float32)
+    nz = deg > 0
+    inv_sqrt[nz] = deg[nz] ** -0.5
+    d = sp.diags(inv_sqrt)
+    out = sp.csr_matrix(d @ adj @ d, dtype=np.float32)
+    out.sort_indices()
+    return out
+
+
+def to_torch_csr(mat: sp.spmatrix, device=None) -> torch.Tensor:
+    """A scipy matrix as a ``torch.sparse_csr_tensor`` (float32) on ``device``."""
+    mat = sp.csr_matrix(mat, dtype=np.float32)
+    mat.sort_indices()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+        t = torch.sparse_csr_tensor(
+            torch.from_numpy(mat.indptr.astype(np.int64)),
+            torch.from_numpy(mat.indices.astype(np.int64)),
+            torch.from_numpy(mat.data),
+            size=mat.shape,
+            check_invariants=False,
+        )
+    return t.to(device) if device is not None else t
+
+
+class LightGCN(GeneralRecommender):
+    """LightGCN over the training graph; see the module docstring."""
+
+    def __init__(self, config, dataloader):
+        super().__init__(config, dataloader)
+        self.embedding_size = config_number(config, "embedding_size", 64, int, 1, "LightGCN")
+        self.n_layers = config_number(config, "n_layers", 2, int, 0, "LightGCN")
+        self.reg_weight = config_number(config, "reg_weight", 1e-4, float, 0.0, "LightGCN")
+        self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
+        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
+        adj = normalized_bipartite_adjacency(dataloader.inter_matrix(form="coo"))
+        # derived from the data, not learned: a non-persistent buffer (moves with .to())
+        self.register_buffer("norm_adj", to_torch_csr(adj), persistent=False)
+        self.reset_parameters()
+        self.to(self.device)
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_normal_(self.user_embedding.weight)
+        nn.init.xavier_normal_(self.item_embedding.weight)
+
+    def forward(self):
+        """``(E_users [n_users, d], E_items [n_items, d])`` after propagation and layer mean."""
+        ego = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
+        acc = ego
+        h = ego
+        for _ in range(self.n_layers):
+            h = torch.sparse.mm(self.norm_adj, h)
+            acc = acc + h
+        out = acc / (self.n_layers + 1)
+        return torch.split(out, [self.n_users, self.n_items], dim=0)
+
+    def calculate_loss(self, interaction: torch.Tensor) -> torch.Tensor:
+        """``interaction``: ``LongTensor[3, B]`` (users, positives, negatives)."""
+        users, pos, neg = interaction[0], interaction[1], interaction[2]
+        user_all, item_all = self.forward()
+        u = user_all[users]
+        loss = bpr_loss((u * item_all[pos]).sum(-1), (u * item_all[neg]).sum(-1))
+        if self.reg_weight:
+            loss = loss + self.reg_weight * embedding_norm_reg(
+                self.user_embedding(users), self.item_embedding(pos), self.item_embedding(neg)
+            )
+        return loss
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        """``[B, n_items]`` scores for the users ``interaction[0]``."""
+        user_all, item_all = self.forward()
+        return user_all[interaction[0]] @ item_all.t()
