@@ -1,0 +1,267 @@
+"""``mmrec-plugin bench``: where the time and memory of a model go, measured in one run.
+
+For each model (default: BRMRS and the host's LightGCN) a separate worker process (so each
+peak RSS is its own) measures, on the same dataset, with the same config layering as
+``run``:
+
+- ``build_s``: model construction, including graph building with the graph cache off (cold);
+- ``epoch_s``: one training epoch (the second one, so one-off warm-up is not counted;
+  the first is reported as ``first_epoch_s``);
+- ``pool_select_s`` / ``pool_select_frac`` (models with candidate pools, e.g. BRMRS): the time
+  of candidate-pool sampling plus hard-negative selection inside that epoch, and its share;
+- ``eval_s``: one full-ranking evaluation of every user that has a test item (scores, mask
+  training items, top-k, metrics), as the trainer does it;
+- ``floor_s``: the floor for that evaluation: the dense product of the same users' vectors with
+  all item vectors, in the same batches, with random ``[n, d]`` factors (``eval_over_floor``);
+- ``peak_rss_mb``: the worker's peak resident memory.
+
+The table ends with the ratios of each model to the first baseline model (LightGCN).
+Numbers are wall-clock on a shared machine: compare ratios within one run, not across runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODELS = ("LightGCN", "BRMRS")
+
+
+def _peak_rss_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    return kb / 1024.0
+
+
+def _sync(device) -> None:
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(model: str, dataset: str, config_dict: Optional[Dict[str, Any]] = None,
+            config_file: Optional[str] = None) -> Dict[str, Any]:
+    """Measure one model in this process (the worker's job; see the module docstring)."""
+    import numpy as np
+    import torch
+
+    from mmrec_plugin.host.config import Config
+    from mmrec_plugin.host.dataloader import EvalDataLoader, TrainDataLoader
+    from mmrec_plugin.host.dataset import RecDataset
+    from mmrec_plugin.host.quick_start import init_seed
+    from mmrec_plugin.host.trainer import Trainer
+    from mmrec_plugin.registry import get_model
+
+    config_dict = dict(config_dict or {})
+    config = Config(model, dataset, config_dict=config_dict, config_file=config_file)
+    if "graph_cache" in config:
+        config["graph_cache"] = False  # measure a cold graph build
+    for k in config["hyper_parameters"]:  # one combination: the first value of each list
+        v = config[k]
+        config[k] = v[0] if isinstance(v, list) and v else v
+    device = config["device"]
+    if config["dataset"] == "demo":
+        from mmrec_plugin.data.synthetic import ensure_demo
+
+        ensure_demo(os.path.join(config["data_path"], config["dataset"]))
+    init_seed(int(config["seed"]))
+    t0 = time.perf_counter()
+    full = RecDataset(config)
+    train_ds, _, test_ds = full.split()
+    train_data = TrainDataLoader(config, train_ds, batch_size=config["train_batch_size"], shuffle=True)
+    test_data = EvalDataLoader(config, test_ds, additional_dataset=train_ds,
+                               batch_size=config["eval_batch_size"])
+    load_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    net = get_model(config["model"])(config, train_data).to(device)
+    _sync(device)
+    build_s = time.perf_counter() - t0
+    trainer = Trainer(config, net)
+
+    # time candidate pools + hard-negative selection where the model has them
+    spent = {"pool_select": 0.0}
+    for name in ("candidate_pool", "hard_negatives"):
+        fn = getattr(net, name, None)
+        if callable(fn):
+            def timed(*a, _fn=fn, **kw):
+                _sync(device)
+                s = time.perf_counter()
+                out = _fn(*a, **kw)
+                _sync(device)
+                spent["pool_select"] += time.perf_counter() - s
+                return out
+            setattr(net, name, timed)
+    has_pools = any(callable(getattr(type(net), n, None)) for n in ("candidate_pool", "hard_negatives"))
+
+    epochs = []
+    for epoch in range(2):
+        spent["pool_select"] = 0.0
+        t0 = time.perf_counter()
+        trainer._train_epoch(train_data, epoch)
+        _sync(device)
+        epochs.append(time.perf_counter() - t0)
+    epoch_s = epochs[-1]
+    pool_s = spent["pool_select"]
+
+    net.eval()
+    t0 = time.perf_counter()
+    result = trainer.evaluate(test_data)
+    _sync(device)
+    eval_s = time.perf_counter() - t0
+
+    # the floor: [B, d] x [d, n_items] per batch of evaluated users, nothing else
+    d = int(config["embedding_size"])
+    n_eval = len(test_data.get_eval_users())
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    users = torch.randn(full.get_user_num(), d, generator=gen).to(device)
+    items = torch.randn(full.get_item_num(), d, generator=gen).to(device)
+    idx = torch.as_tensor(np.asarray(test_data.get_eval_users()), device=device)
+    bs = int(config["eval_batch_size"])
+    with torch.no_grad():
+        _sync(device)
+        t0 = time.perf_counter()
+        for s in range(0, n_eval, bs):
+            out = users[idx[s:s + bs]] @ items.T
+            del out
+        _sync(device)
+        floor_s = time.perf_counter() - t0
+
+    rec = {
+        "model": config["model"], "dataset": dataset, "device": str(device),
+        "n_users": full.get_user_num(), "n_items": full.get_item_num(), "n_train": len(train_ds),
+        "n_eval_users": n_eval, "load_s": load_s, "build_s": build_s,
+        "first_epoch_s": epochs[0], "epoch_s": epoch_s, "batches": len(train_data),
+        "eval_s": eval_s, "floor_s": floor_s, "eval_over_floor": eval_s / max(floor_s, 1e-9),
+        "peak_rss_mb": _peak_rss_mb(), "torch_threads": torch.get_num_threads(),
+        "test_recall@20_untrained": float(result.get("recall@20", float("nan"))),
+    }
+    if has_pools:
+        rec["pool_select_s"] = pool_s
+        rec["pool_select_frac"] = pool_s / max(epoch_s, 1e-9)
+    if device.type == "cuda":
+        rec["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return rec
+
+
+def _worker_main(argv: List[str]) -> int:
+    p = argparse.ArgumentParser(prog="mmrec_plugin.bench --worker")
+    p.add_argument("--worker", action="store_true")
+    p.add_argument("--model", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--config-json", default="{}")
+    p.add_argument("--config-file", default=None)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    rec = measure(a.model, a.dataset, json.loads(a.config_json), a.config_file)
+    sys.stdout.write("BENCH_JSON " + json.dumps(rec) + "\n")
+    return 0
+
+
+def run_worker(model: str, dataset: str, config_dict: Dict[str, Any],
+               config_file: Optional[str] = None, threads: Optional[int] = None) -> Dict[str, Any]:
+    """Run :func:`measure` for ``model`` in a fresh Python process; return its record."""
+    from mmrec_plugin.errors import UserError
+
+    cmd = [sys.executable, "-m", "mmrec_plugin.bench", "--worker", "--model", model,
+           "--dataset", dataset, "--config-json", json.dumps(config_dict)]
+    if config_file:
+        cmd += ["--config-file", config_file]
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout.splitlines():
+        if line.startswith("BENCH_JSON "):
+            return json.loads(line[len("BENCH_JSON "):])
+    tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+    raise UserError(f"bench of {model} on {dataset} failed (exit {proc.returncode}):\n{tail}")
+
+
+COLUMNS = [("build_s", "graph/model build s"), ("epoch_s", "train epoch s"),
+           ("pool_select_frac", "pools+select share"), ("eval_s", "full eval s"),
+           ("floor_s", "floor s"), ("eval_over_floor", "eval/floor"),
+           ("peak_rss_mb", "peak RSS MB")]
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
+    return str(v)
+
+
+def format_table(records: List[Dict[str, Any]]) -> str:
+    """A markdown table of the records plus ratios to the first record."""
+    head = "| model | " + " | ".join(c[1] for c in COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+    for r in records:
+        lines.append(f"| {r['model']} | " + " | ".join(_fmt(r.get(k)) for k, _ in COLUMNS) + " |")
+    if len(records) > 1:
+        base = records[0]
+        for r in records[1:]:
+            ratios = []
+            for k, _ in COLUMNS:
+                a, b = r.get(k), base.get(k)
+                ratios.append(f"{a / b:.2f}x" if isinstance(a, (int, float)) and b else "-")
+            lines.append(f"| {r['model']} / {base['model']} | " + " | ".join(ratios) + " |")
+    return "\n".join(lines)
+
+
+def ratios(records: List[Dict[str, Any]]) -> Dict[str, Dict[str, float]]:
+    """``{model: {key: value / baseline value}}`` against the first record."""
+    base = records[0]
+    out = {}
+    for r in records[1:]:
+        out[r["model"]] = {k: r[k] / base[k] for k, _ in COLUMNS
+                           if isinstance(r.get(k), (int, float)) and base.get(k)}
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-d", "--dataset", required=True, help="dataset name (folder under --data-path)")
+    parser.add_argument("--data-path", default=None, help="folder holding the dataset folders")
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                        help="comma-separated models; the first is the baseline of the ratios "
+                             "(default: %(default)s)")
+    parser.add_argument("--config", default=None, help="an extra yaml config layer")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="OMP_NUM_THREADS for the workers (default: torch's own)")
+    parser.add_argument("--out", default=None, help="write the records and ratios as JSON here")
+
+
+def run(args) -> int:
+    from mmrec_plugin.host.quick_start import write_json_atomic
+
+    config_dict: Dict[str, Any] = {}
+    if args.data_path:
+        config_dict["data_path"] = args.data_path
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    records = []
+    for i, m in enumerate(models):
+        logger.info("bench %d/%d: %s on %s", i + 1, len(models), m, args.dataset)
+        records.append(run_worker(m, args.dataset, config_dict, args.config, args.threads))
+    table = format_table(records)
+    sys.stdout.write(table + "\n")
+    if args.out:
+        write_json_atomic(args.out, {"dataset": args.dataset, "records": records,
+                                     "ratios_to_" + records[0]["model"]: ratios(records)})
+        sys.stdout.write(f"written to {args.out}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    if "--worker" in sys.argv[1:]:
+        sys.exit(_worker_main(sys.argv[1:]))
+    ap = argparse.ArgumentParser(prog="python -m mmrec_plugin.bench")
+    add_arguments(ap)
+    sys.exit(run(ap.parse_args()))
