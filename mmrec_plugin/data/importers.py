@@ -68,9 +68,10 @@ class RestrictedUnpickler(pickle.Unpickler):
         self._source = source
 
     def find_class(self, module: str, name: str):  # noqa: D102 (pickle API)
+        module = {"copy_reg": "copyreg", "__builtin__": "builtins"}.get(module, module)  # py2 names
         canon = module.replace("numpy._core", "numpy.core")
         if (canon, name) in _NUMPY_ALLOWED:
-            for mod in (module, canon, canon.replace("numpy.core", "numpy._core")):
+            for mod in (canon.replace("numpy.core", "numpy._core"), canon):  # numpy 2, then 1
                 try:
                     return getattr(importlib.import_module(mod), name)
                 except (ImportError, AttributeError):
