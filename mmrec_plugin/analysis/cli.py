@@ -292,6 +292,28 @@ def _parse_gammas(text: str) -> List[float]:
     return values
 
 
+def _typed_analysis(results_path: str, data_path: Optional[str]) -> Optional[Dict]:
+    """A fresh analysis of the best combination when the dataset has ground-truth types but
+    the grid's record carries no per-type recall; None otherwise."""
+    from mmrec_plugin.analysis.report import load_results, write_text_atomic
+
+    results = load_results(results_path)
+    best = results.get("best") or {}
+    analysis = best.get("analysis") or {}
+    if not best or analysis.get("per_type_recall"):
+        return None
+    cfg = best.get("config") or {}
+    folder = os.path.join(data_path or cfg.get("data_path") or "data/", str(results.get("dataset")))
+    if not os.path.isfile(os.path.join(folder, f"{results.get('dataset')}.types")):
+        return None
+    k = int(analysis.get("k") or 20)
+    fresh = analyze_results(results_path, "best", k=k, data_path=data_path)
+    out = os.path.join(os.path.dirname(os.path.abspath(results_path)),
+                       f"analysis-{fresh['combination']}-test-k{k}.json")
+    write_text_atomic(out, json.dumps(fresh, indent=2))
+    return fresh
+
+
 def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     from mmrec_plugin.analysis.studies import STUDIES
 
@@ -343,8 +365,9 @@ def run_study(args) -> int:
         for variant, path in paths.items():
             written += report(path, os.path.join(os.path.dirname(path), "report"), notes=notes)
         if len(paths) > 1:
+            analyses = [_typed_analysis(p, args.data_path) for p in paths.values()]
             written += compare(list(paths.values()), os.path.join(args.results_dir, args.name, "report"),
-                               labels=list(paths), notes=notes)
+                               labels=list(paths), notes=notes, analyses=analyses)
     for f in written:
         print(f"written: {f}")
     for note in dict.fromkeys(notes):

@@ -404,20 +404,30 @@ def report(results_json: str, out_dir: str, notes: Optional[List[str]] = None) -
     return written
 
 
+COMPARE_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+
+
 def compare(results_files: Sequence[str], out_dir: str, labels: Optional[Sequence[str]] = None,
-            notes: Optional[List[str]] = None) -> List[str]:
+            notes: Optional[List[str]] = None,
+            analyses: Optional[Sequence[Optional[Dict]]] = None) -> List[str]:
     """Side by side: the best combination of each results file (e.g. BRMRS vs fused BPR).
 
-    Writes ``comparison.md`` (test metrics, subset ratios, per-type recall of each best) and,
-    with matplotlib, ``comparison_per_type_recall.png``.
+    Writes ``comparison.md`` (test Recall/NDCG@10/20, seed-subset ratios, per-type recall of
+    each best) and, with matplotlib, ``comparison_per_type_recall.png``. ``analyses[j]``,
+    when given and not None, replaces the ``analysis`` of file j's best combination (e.g. a
+    fresh ``mmrec-plugin analyze`` result carrying per-type recall).
     """
     labels = list(labels) if labels else [os.path.basename(os.path.dirname(os.path.abspath(p))) or p
                                          for p in results_files]
     bests = []
-    for label, path in zip(labels, results_files):
-        res = load_results(path)
-        bests.append((label, res.get("best") or {}))
+    for j, (label, path) in enumerate(zip(labels, results_files)):
+        best = dict(load_results(path).get("best") or {})
+        if analyses is not None and j < len(analyses) and analyses[j] is not None:
+            best["analysis"] = analyses[j]
+        bests.append((label, best))
     tnames = _metric_names([b for _, b in bests], "test")
+    preferred = [m for m in COMPARE_METRICS if m in tnames]
+    tnames = preferred or tnames
     rows = []
     for label, b in bests:
         a = b.get("analysis") or {}
