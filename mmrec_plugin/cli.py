@@ -244,6 +244,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except UserError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
+    except SystemExit as exc:  # argparse: --help (0) or a bad command line (2)
+        return exc.code if isinstance(exc.code, int) else 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted: finished combinations are kept; rerun the same command "
                          "to resume\n")

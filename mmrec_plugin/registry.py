@@ -183,7 +183,8 @@ def _lookup(name: str) -> Optional[Tuple[str, type, Optional[str]]]:
     low = name.lower()
     _load_host_models()
     if low in _REGISTRY:
-        return _REGISTRY[low]
+        canonical, cls, path = _REGISTRY[low]
+        return (canonical, cls, path if path is not None else _yaml_next_to(cls, canonical))
     for ep in _entry_points():
         if ep.name.lower() == low:
             cls = ep.load()
