@@ -118,3 +118,21 @@ def test_model_yamls_parse_with_documented_defaults():
     assert lg["hyper_parameters"] == ["reg_weight"]
     bpr = yaml.safe_load(open(os.path.join(folder, "BPR.yaml")))
     assert all(isinstance(v, list) for k, v in bpr.items() if k in bpr["hyper_parameters"])
+
+
+def test_normalised_adjacency_exactly_symmetric_and_gradient_matches_dense(tmp_path, h):
+    from mmrec_plugin.host.models.lightgcn import symmetric_spmm, to_torch_csr
+
+    rows = h.random_rows(n_users=12, n_items=9, seed=4)
+    h.write_inter(tmp_path, "s", rows)
+    train = RecDataset(h.make_config(tmp_path, "s")).split()[0]
+    M = normalized_bipartite_adjacency(train.inter_matrix("coo"))
+    assert (M != M.T).nnz == 0
+    A = to_torch_csr(M)
+    x = torch.randn(M.shape[0], 4, dtype=torch.float32, requires_grad=True)
+    w = torch.randn(M.shape[0], 4)
+    (symmetric_spmm(A, symmetric_spmm(A, x)) * w).sum().backward()
+    D = torch.from_numpy(M.toarray())
+    x2 = x.detach().clone().requires_grad_(True)
+    (D @ (D @ x2) * w).sum().backward()
+    assert torch.allclose(x.grad, x2.grad, atol=1e-5)

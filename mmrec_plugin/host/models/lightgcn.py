@@ -49,10 +49,33 @@ def normalized_bipartite_adjacency(inter: sp.spmatrix) -> sp.csr_matrix:
     inv_sqrt = np.zeros_like(deg, dtype=np.float32)
     nz = deg > 0
     inv_sqrt[nz] = deg[nz] ** -0.5
-    d = sp.diags(inv_sqrt)
-    out = sp.csr_matrix(d @ adj @ d, dtype=np.float32)
+    coo = adj.tocoo()
+    # d_i^-1/2 * d_j^-1/2 per entry: exactly symmetric (the product commutes)
+    values = (inv_sqrt[coo.row] * inv_sqrt[coo.col]).astype(np.float32)
+    out = sp.csr_matrix((values, (coo.row, coo.col)), shape=adj.shape, dtype=np.float32)
     out.sort_indices()
     return out
+
+
+class _SymmetricSpMM(torch.autograd.Function):
+    """``A @ x`` for a symmetric sparse ``A``; the gradient ``A^T g`` is ``A g``.
+
+    This spares the per-call transpose of a CSR matrix that autograd would do.
+    """
+
+    @staticmethod
+    def forward(ctx, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.adj = adj
+        return torch.sparse.mm(adj, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, torch.sparse.mm(ctx.adj, grad)
+
+
+def symmetric_spmm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``adj @ x`` for a symmetric sparse ``adj`` ``[N, N]`` and dense ``x`` ``[N, d]``."""
+    return _SymmetricSpMM.apply(adj, x)
 
 
 def to_torch_csr(mat: sp.spmatrix, device=None) -> torch.Tensor:
@@ -97,7 +120,7 @@ class LightGCN(GeneralRecommender):
         acc = ego
         h = ego
         for _ in range(self.n_layers):
-            h = torch.sparse.mm(self.norm_adj, h)
+            h = symmetric_spmm(self.norm_adj, h)
             acc = acc + h
         out = acc / (self.n_layers + 1)
         return torch.split(out, [self.n_users, self.n_items], dim=0)
