@@ -274,7 +274,7 @@ def install(mmrec_path: PathLike, force: bool = False, package_src: Optional[Pat
             if dest.is_dir():
                 raise UserError(f"{dest} is a folder; remove it or choose another checkout")
             _atomic_copy(ours, dest)
-            logger.info("%s %s", action, dest)
+            logger.debug("%s %s", action, dest)
         report.files.append(FileAction(r, dest, action))
     if check:
         check_stack(src, report=report)
@@ -319,7 +319,7 @@ def uninstall(mmrec_path: PathLike, force: bool = False,
             if dest.suffix == ".py":
                 for pyc in (dest.parent / "__pycache__").glob(dest.stem + ".*.pyc"):
                     pyc.unlink()
-            logger.info("removed %s", dest)
+            logger.debug("removed %s", dest)
             report.files.append(FileAction(r, dest, "removed"))
         else:
             report.files.append(FileAction(r, dest, "absent"))
