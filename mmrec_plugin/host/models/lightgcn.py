@@ -84,13 +84,15 @@ def to_torch_csr(mat: sp.spmatrix, device=None) -> torch.Tensor:
     mat.sort_indices()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-        t = torch.sparse_csr_tensor(
+        args = (
             torch.from_numpy(mat.indptr.astype(np.int64)),
             torch.from_numpy(mat.indices.astype(np.int64)),
             torch.from_numpy(mat.data),
-            size=mat.shape,
-            check_invariants=False,
         )
+        try:
+            t = torch.sparse_csr_tensor(*args, size=mat.shape, check_invariants=False)
+        except TypeError:  # torch < 2.0 has no check_invariants
+            t = torch.sparse_csr_tensor(*args, size=mat.shape)
     return t.to(device) if device is not None else t
 
 
