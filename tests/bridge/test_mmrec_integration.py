@@ -75,6 +75,8 @@ def test_brmrs_trains_two_epochs_inside_mmrec(tmp_path):
     work = tmp_path / "MMRec"
     shutil.copytree(src, work / "src",
                     ignore=shutil.ignore_patterns("__pycache__", "log", "saved", "*.pyc"))
+    for r in mmrec.MODEL_FILES:  # a BRMRS installed earlier in the source checkout
+        (work / "src" / r).unlink(missing_ok=True)
     report = mmrec.install(work)
     assert [f.action for f in report.files] == ["installed", "installed"]
     if "MMREC_PYTHON" not in os.environ:  # the checklist describes this interpreter
