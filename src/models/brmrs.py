@@ -1,0 +1,406 @@
+"""BR-MRS: Synergy-Aware Multimodal Recommendation with Cross-Modal Hard Negatives.
+
+Thin MMRec-style glue around :mod:`mmrec_plugin.method` (the method is SPEC.md sections 1-3).
+It runs unchanged inside an MMRec checkout (base class ``common.abstract_recommender``) and
+in the plugin's embedded host (``mmrec_plugin.host.abstract_recommender``).
+
+Backbone. Per modality channel ``m in {t, v}`` (independent parameters): item input
+``h_i^(m) = W_m x_i^(m)`` (+ an item id embedding when ``item_id_in_channels``), user input
+``E_u^(m)``; LightGCN over ``G_ui`` (``n_ui_layers``, mean over layers) gives ``p^(m), q^(m)``;
+then ``q^(m) <- q^(m) + G_ii^L q^(m)`` (``n_ii_layers``) and ``p^(m) <- p^(m) + G_uu^L p^(m)``
+(``n_uu_layers``). Fused ``p^(f) = phi(p^(t), p^(v))``, ``q^(f) = phi(q^(t), q^(v))``.
+Both channels are propagated together as one ``[N, 2d]`` matrix (propagation is linear and
+column-wise, so this equals two separate propagations at the cost of one sparse pass).
+
+Loss for a batch ``(u, i+, i-)`` (``interaction`` rows 0, 1, 2)::
+
+    L = bpr_weight * L_bpr(f) + chns_weight * L_chns + syn_weight * L_syn
+        + nce_weight * L_nce(q_t, q_v) + orth_weight * L_orth(q_t, q_v)
+        + reg_weight * ||layer-0 batch embeddings||^2 / B
+
+with CHNS negatives chosen from a per-pair candidate pool of ``pool_size`` items outside the
+user's training set (``neg_strategy``), and ``i-`` (the framework's negative) in L_syn / L_bpr.
+
+Config keys: see ``configs/model/BRMRS.yaml`` (:data:`DEFAULTS` holds the same defaults, used
+when a key is absent, e.g. MMRec's ``None`` for a missing key).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+try:  # inside an MMRec checkout
+    from common.abstract_recommender import GeneralRecommender
+except ImportError:  # the plugin's embedded host
+    from mmrec_plugin.host.abstract_recommender import GeneralRecommender
+
+from mmrec_plugin.errors import ConfigError, DataError, did_you_mean
+from mmrec_plugin.method.cache import cache_dir, cached_knn_graph
+from mmrec_plugin.method.fusion import FUSIONS, Fusion
+from mmrec_plugin.method.graphs import bipartite_csr, binarize, user_profiles
+from mmrec_plugin.method.losses import (
+    bpr_loss,
+    chns_loss,
+    info_nce,
+    l2_reg,
+    orthogonality,
+    synergy_bpr_loss,
+)
+from mmrec_plugin.method.pools import NEG_STRATEGIES, sample_candidate_pool, select_negatives
+from mmrec_plugin.method.propagation import lightgcn, smooth, to_torch_sparse
+
+logger = logging.getLogger(__name__)
+
+#: Every key BRMRS reads, with its default (mirrors configs/model/BRMRS.yaml).
+DEFAULTS = {
+    "embedding_size": 64,
+    "feat_dropout": 0.0,
+    "item_id_in_channels": True,
+    "n_ui_layers": 2,
+    "n_ii_layers": 1,
+    "n_uu_layers": 1,
+    "ii_knn_k": 10,
+    "ii_co_weight": 0.2,
+    "uu_knn_k": 40,
+    "uu_co_weight": 0.4,
+    "modality_weights": [0.1, 0.9],
+    "fusion": "mlp",
+    "pool_size": 32,
+    "neg_strategy": "cross",
+    "chns_weight": 1.0,
+    "syn_weight": 1.0,
+    "syn_margin": 0.1,
+    "syn_detach": True,
+    "bpr_weight": 0.0,
+    "reg_weight": 0.0001,
+    "nce_weight": 0.0,
+    "nce_temperature": 0.2,
+    "orth_weight": 0.0,
+    "graph_cache": True,
+    "knn_block_size": 2048,
+}
+_LIST_KEYS = {"modality_weights"}
+
+
+def _get(config, key: str, default=None):
+    """``config[key]``, or ``default`` when the key is absent (host: KeyError) or None
+    (MMRec). A one-element grid list (MMRec's ``hyper_parameters`` value outside a grid
+    run) is unwrapped."""
+    try:
+        value = config[key]
+    except KeyError:
+        value = None
+    if value is None:
+        return default
+    if key not in _LIST_KEYS and isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            raise ConfigError(
+                f"{key}: got the list {list(value)}; a list is a grid of values and is expanded "
+                f"only by a grid search (hyper_parameters); give one value"
+            )
+        value = value[0]
+    return value
+
+
+def read_config(config) -> dict:
+    """All BRMRS keys from ``config`` with defaults filled in, validated.
+
+    Raises:
+        ConfigError: naming the key, the bad value and what is accepted.
+    """
+    c = {k: _get(config, k, v) for k, v in DEFAULTS.items()}
+
+    def number(key, cast, lo=None, lo_open=False, hi=None):
+        try:
+            v = cast(c[key])
+            if cast is int and v != c[key]:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a {cast.__name__}, got {c[key]!r}") from None
+        if lo is not None and (v < lo or (lo_open and v == lo)):
+            raise ConfigError(f"{key}: must be {'>' if lo_open else '>='} {lo}, got {v!r}")
+        if hi is not None and v > hi:
+            raise ConfigError(f"{key}: must be <= {hi}, got {v!r}")
+        c[key] = v
+
+    number("embedding_size", int, 1)
+    number("feat_dropout", float, 0.0, hi=0.999)
+    for key in ("n_ui_layers", "n_ii_layers", "n_uu_layers"):
+        number(key, int, 0)
+    number("ii_knn_k", int, 1)
+    number("uu_knn_k", int, 1)
+    number("ii_co_weight", float, 0.0, hi=1.0)
+    number("uu_co_weight", float, 0.0, hi=1.0)
+    number("pool_size", int, 1)
+    for key in ("chns_weight", "syn_weight", "bpr_weight", "reg_weight", "nce_weight", "orth_weight"):
+        number(key, float, 0.0)
+    number("syn_margin", float, 0.0, lo_open=True)
+    number("nce_temperature", float, 0.0, lo_open=True)
+    number("knn_block_size", int, 1)
+    mw = c["modality_weights"]
+    if not isinstance(mw, (list, tuple)) or len(mw) != 2:
+        raise ConfigError(f"modality_weights: expected a list [beta_v, beta_t] of two numbers, got {mw!r}")
+    try:
+        c["modality_weights"] = [float(mw[0]), float(mw[1])]
+    except (TypeError, ValueError):
+        raise ConfigError(f"modality_weights: expected two numbers [beta_v, beta_t], got {mw!r}") from None
+    if min(c["modality_weights"]) < 0:
+        raise ConfigError(f"modality_weights: weights must be >= 0, got {mw!r}")
+    if c["fusion"] not in FUSIONS:
+        raise ConfigError(
+            f"fusion: unknown value {c['fusion']!r}{did_you_mean(str(c['fusion']), FUSIONS)}; "
+            f"allowed: {', '.join(FUSIONS)}"
+        )
+    if c["neg_strategy"] not in NEG_STRATEGIES:
+        raise ConfigError(
+            f"neg_strategy: unknown value {c['neg_strategy']!r}"
+            f"{did_you_mean(str(c['neg_strategy']), NEG_STRATEGIES)}; allowed: {', '.join(NEG_STRATEGIES)}"
+        )
+    for key in ("item_id_in_channels", "syn_detach", "graph_cache"):
+        if not isinstance(c[key], (bool, np.bool_)):
+            raise ConfigError(f"{key}: expected True or False, got {c[key]!r}")
+        c[key] = bool(c[key])
+    if c["chns_weight"] + c["syn_weight"] + c["bpr_weight"] == 0:
+        raise ConfigError(
+            "chns_weight, syn_weight, bpr_weight: all are 0, so nothing trains the ranking; "
+            "set at least one > 0"
+        )
+    return c
+
+
+class BRMRS(GeneralRecommender):
+    """BR-MRS on MMRec's ``GeneralRecommender`` (module docstring)."""
+
+    def __init__(self, config, dataloader):
+        cfg = read_config(config)  # fail before loading anything
+        super(BRMRS, self).__init__(config, dataloader)
+        self.cfg = cfg
+        self.dim = d = cfg["embedding_size"]
+        self.n_ui_layers = cfg["n_ui_layers"]
+        self.n_ii_layers = cfg["n_ii_layers"]
+        self.n_uu_layers = cfg["n_uu_layers"]
+        self.pool_size = cfg["pool_size"]
+        self.neg_strategy = cfg["neg_strategy"]
+
+        t_feat, v_feat = self._features(config)
+        inter = binarize(dataloader.inter_matrix(form="coo"))
+        if inter.shape != (self.n_users, self.n_items):
+            raise DataError(
+                f"training matrix has shape {inter.shape}, expected (n_users, n_items) = "
+                f"({self.n_users}, {self.n_items})"
+            )
+
+        # -- parameters (per channel) --------------------------------------------------
+        self.user_emb_t = nn.Embedding(self.n_users, d)
+        self.user_emb_v = nn.Embedding(self.n_users, d)
+        self.proj_t = nn.Linear(t_feat.shape[1], d)
+        self.proj_v = nn.Linear(v_feat.shape[1], d)
+        if cfg["item_id_in_channels"]:
+            self.item_emb_t = nn.Embedding(self.n_items, d)
+            self.item_emb_v = nn.Embedding(self.n_items, d)
+        else:
+            self.item_emb_t = self.item_emb_v = None
+        self.fusion = Fusion(cfg["fusion"], d)
+
+        # -- derived tensors (non-persistent buffers: .to(device) moves them) -------------
+        self.register_buffer("feat_t", t_feat, persistent=False)
+        self.register_buffer("feat_v", v_feat, persistent=False)
+        self._build_graphs(config, inter, t_feat, v_feat)
+
+        self._eval_cache = None
+        self.reset_parameters()
+
+    # -- construction helpers ---------------------------------------------------------------
+    def _features(self, config):
+        feats = []
+        for attr, key in (("t_feat", "text_feature_file"), ("v_feat", "vision_feature_file")):
+            f = getattr(self, attr, None)
+            if f is None:
+                folder = os.path.join(str(_get(config, "data_path", "")), str(_get(config, "dataset", "")))
+                raise ConfigError(
+                    f"{key}: BRMRS needs both modality features, but {_get(config, key, '?')!r} was not "
+                    f"loaded from {folder} (missing file, or is_multimodal_model false / end2end true)"
+                )
+            f = torch.as_tensor(f, dtype=torch.float32, device=self.device)
+            if f.dim() != 2 or f.shape[0] != self.n_items:
+                raise DataError(
+                    f"{key}: features of shape {tuple(f.shape)}, expected ({self.n_items}, d): one row per item id"
+                )
+            if not bool(torch.isfinite(f).all()):
+                raise DataError(f"{key}: features contain NaN or inf")
+            feats.append(f)
+        return feats
+
+    def _build_graphs(self, config, inter, t_feat, v_feat) -> None:
+        cfg = self.cfg
+        path = None
+        if cfg["graph_cache"]:
+            path = cache_dir(_get(config, "data_path", "."), _get(config, "dataset", "dataset"))
+        tn, vn = t_feat.detach().cpu().numpy(), v_feat.detach().cpu().numpy()
+        beta_v, beta_t = cfg["modality_weights"]
+        start = time.perf_counter()
+        g_ii, hit_i = cached_knn_graph(
+            path, "item", inter.T, [tn, vn], [beta_t, beta_v], cfg["ii_co_weight"], cfg["ii_knn_k"],
+            cfg["knn_block_size"],
+        )
+        g_uu, hit_u = cached_knn_graph(
+            path, "user", inter, [user_profiles(inter, tn), user_profiles(inter, vn)], [beta_t, beta_v],
+            cfg["uu_co_weight"], cfg["uu_knn_k"], cfg["knn_block_size"],
+        )
+        logger.info(
+            "BRMRS graphs: item %d edges (cache %s), user %d edges (cache %s), %.1fs",
+            g_ii.nnz, "hit" if hit_i else "miss", g_uu.nnz, "hit" if hit_u else "miss",
+            time.perf_counter() - start,
+        )
+        dev = self.device
+        self.register_buffer("adj_ui", to_torch_sparse(bipartite_csr(inter), dev), persistent=False)
+        self.register_buffer("adj_ii", to_torch_sparse(g_ii, dev), persistent=False)
+        self.register_buffer("adj_uu", to_torch_sparse(g_uu, dev), persistent=False)
+        indptr = torch.from_numpy(inter.indptr.astype(np.int64))
+        indices = torch.from_numpy(inter.indices.astype(np.int64))
+        rows = torch.repeat_interleave(torch.arange(self.n_users), indptr[1:] - indptr[:-1])
+        self.register_buffer("train_indptr", indptr.to(dev), persistent=False)
+        self.register_buffer("train_indices", indices.to(dev), persistent=False)
+        self.register_buffer("train_codes", (rows * self.n_items + indices).to(dev), persistent=False)
+
+    def reset_parameters(self) -> None:
+        for emb in (self.user_emb_t, self.user_emb_v, self.item_emb_t, self.item_emb_v):
+            if emb is not None:
+                nn.init.xavier_uniform_(emb.weight)
+        for lin in (self.proj_t, self.proj_v):
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
+        self.fusion.reset_parameters()
+        self._eval_cache = None
+
+    # -- encoder ----------------------------------------------------------------------------
+    def layer0(self):
+        """Layer-0 embeddings ``[n_users + n_items, 2d]`` (text channel first, then visual)."""
+        p = self.cfg["feat_dropout"]
+        h_t = self.proj_t(F.dropout(self.feat_t, p, self.training))
+        h_v = self.proj_v(F.dropout(self.feat_v, p, self.training))
+        if self.item_emb_t is not None:
+            h_t = h_t + self.item_emb_t.weight
+            h_v = h_v + self.item_emb_v.weight
+        users = torch.cat([self.user_emb_t.weight, self.user_emb_v.weight], dim=1)
+        return torch.cat([users, torch.cat([h_t, h_v], dim=1)], dim=0)
+
+    def forward(self):
+        """``(p, q, x0)``: users ``[n_users, 2d]``, items ``[n_items, 2d]`` (columns ``:d`` text,
+        ``d:`` visual) and the layer-0 embeddings."""
+        x0 = self.layer0()
+        out = lightgcn(self.adj_ui, x0, self.n_ui_layers, symmetric=True)
+        p, q = out[: self.n_users], out[self.n_users:]
+        q = smooth(self.adj_ii, q, self.n_ii_layers, symmetric=True)
+        p = smooth(self.adj_uu, p, self.n_uu_layers, symmetric=True)
+        return p, q, x0
+
+    def _split(self, x):
+        return x[..., : self.dim], x[..., self.dim:]
+
+    # -- training ---------------------------------------------------------------------------
+    def train(self, mode: bool = True):
+        self._eval_cache = None
+        return super().train(mode)
+
+    def calculate_loss(self, interaction):
+        cfg = self.cfg
+        self._eval_cache = None
+        users, pos, neg = interaction[0], interaction[1], interaction[2]
+        batch = users.shape[0]
+        p, q, x0 = self.forward()
+        pu_t, pu_v = self._split(p[users])
+        qp_t, qp_v = self._split(q[pos])
+        qn_t, qn_v = self._split(q[neg])
+        s_t_pos, s_v_pos = (pu_t * qp_t).sum(-1), (pu_v * qp_v).sum(-1)
+        need_fused = cfg["syn_weight"] > 0 or cfg["bpr_weight"] > 0
+        if need_fused:
+            pu_f = self.fusion(pu_t, pu_v)
+            s_f_pos = (pu_f * self.fusion(qp_t, qp_v)).sum(-1)
+            s_f_neg = (pu_f * self.fusion(qn_t, qn_v)).sum(-1)
+
+        loss = x0.new_zeros(())
+        if cfg["chns_weight"] > 0:
+            neg_t, neg_v = self.hard_negatives(users, pu_t, pu_v, q)
+            s_t_neg = (pu_t * q[neg_t, : self.dim]).sum(-1)
+            s_v_neg = (pu_v * q[neg_v, self.dim:]).sum(-1)
+            loss = loss + cfg["chns_weight"] * chns_loss(s_t_pos, s_t_neg, s_v_pos, s_v_neg)
+        if cfg["syn_weight"] > 0:
+            d_t = s_t_pos - (pu_t * qn_t).sum(-1)
+            d_v = s_v_pos - (pu_v * qn_v).sum(-1)
+            loss = loss + cfg["syn_weight"] * synergy_bpr_loss(
+                s_f_pos - s_f_neg, d_t, d_v, cfg["syn_margin"], cfg["syn_detach"]
+            )
+        if cfg["bpr_weight"] > 0:
+            loss = loss + cfg["bpr_weight"] * bpr_loss(s_f_pos, s_f_neg)
+        if cfg["nce_weight"] > 0:
+            loss = loss + cfg["nce_weight"] * info_nce(qp_t, qp_v, cfg["nce_temperature"])
+        if cfg["orth_weight"] > 0:
+            loss = loss + cfg["orth_weight"] * orthogonality(qp_t, qp_v)
+        if cfg["reg_weight"] > 0:
+            loss = loss + cfg["reg_weight"] * l2_reg(
+                x0[users], x0[self.n_users + pos], x0[self.n_users + neg], batch_size=batch
+            )
+        return loss
+
+    def candidate_pool(self, users):
+        """``[B, pool_size]`` items drawn uniformly from each user's non-training items."""
+        return sample_candidate_pool(
+            users, self.pool_size, self.train_indptr, self.train_indices, self.n_items,
+            train_codes=self.train_codes,
+        )
+
+    def hard_negatives(self, users, pu_t, pu_v, q):
+        """``(neg for the text branch, neg for the visual branch)`` ``[B]`` under ``neg_strategy``."""
+        pool = self.candidate_pool(users)
+        if self.neg_strategy == "uniform":
+            return select_negatives("uniform", None, None, None, pool)
+        with torch.no_grad():
+            cand_t, cand_v = self._split(q.detach()[pool])  # [B, P, d] each
+            s_t = torch.einsum("bd,bpd->bp", pu_t.detach(), cand_t)
+            s_v = torch.einsum("bd,bpd->bp", pu_v.detach(), cand_v)
+            s_f = None
+            if self.neg_strategy == "fused":
+                pu_f = self.fusion(pu_t.detach(), pu_v.detach())
+                s_f = torch.einsum("bd,bpd->bp", pu_f, self.fusion(cand_t, cand_v))
+        return select_negatives(self.neg_strategy, s_t, s_v, s_f, pool)
+
+    # -- evaluation -------------------------------------------------------------------------
+    def _param_versions(self):
+        return tuple(getattr(prm, "_version", 0) for prm in self.parameters())
+
+    def representations(self):
+        """``{'t': (p, q), 'v': (p, q), 'f': (p, q)}``, all users and items. In eval mode the
+        result is cached until the parameters change or the model trains again."""
+        versions = self._param_versions()
+        if not self.training and self._eval_cache is not None and self._eval_cache[0] == versions:
+            return self._eval_cache[1]
+        with torch.no_grad():
+            p, q, _ = self.forward()
+            p_t, p_v = self._split(p)
+            q_t, q_v = self._split(q)
+            reps = {
+                "t": (p_t, q_t),
+                "v": (p_v, q_v),
+                "f": (self.fusion(p_t, p_v), self.fusion(q_t, q_v)),
+            }
+        if not self.training:
+            self._eval_cache = (versions, reps)
+        return reps
+
+    def full_sort_predict(self, interaction):
+        """Fused scores ``[B, n_items]`` for the users ``interaction[0]`` (a fresh tensor)."""
+        users = interaction[0]
+        p_f, q_f = self.representations()["f"]
+        return torch.matmul(p_f[users], q_f.t())
+
+    def branch_scores(self, users):
+        """``{'t', 'v', 'f'}`` -> scores ``[B, n_items]`` of the text, visual and fused branches."""
+        reps = self.representations()
+        return {m: torch.matmul(p[users], q.t()) for m, (p, q) in reps.items()}
