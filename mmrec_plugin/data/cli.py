@@ -5,7 +5,8 @@ Subcommands::
     data generate --name NAME --out DATA_DIR [--size demo|baby|sports|clothing]
                   [--users N --items N --interactions N --k N --gamma-text X --gamma-visual X
                    --gamma-synergy X --gamma-redundant X --noise X --choice-noise X --seed N
-                   --image-dim N --text-dim N --min-per-user N --max-per-user N] [--force]
+                   --image-dim N --text-dim N --min-per-user N --max-per-user N
+                   --popularity X] [--force]
     data import SRC --name NAME --out DATA_DIR [--format diffmm|lattice]
                   [--text FILE --visual FILE] [--force]
     data resplit DATASET_DIR --out DATA_DIR --name NAME [--loo] [--seed N] [--force]
@@ -50,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--noise", type=float, help="feature noise std (default 0.3)")
     g.add_argument("--choice-noise", type=float, help="Gumbel temperature of the positives "
                    "(default 0.5; 0 = exact top-K)")
+    g.add_argument("--popularity", type=float, help="std of an item popularity bias "
+                   "(default 0: none)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--image-dim", type=int, help="image feature width (projection)")
     g.add_argument("--text-dim", type=int, help="text feature width (projection)")
@@ -104,7 +107,7 @@ def _run_generate(args: argparse.Namespace) -> int:
 
     params = synthetic.preset(args.size)
     for key in ("n_users", "n_items", "n_interactions", "k", "noise", "choice_noise",
-                "image_dim", "text_dim", "min_per_user", "max_per_user"):
+                "image_dim", "text_dim", "min_per_user", "max_per_user", "popularity"):
         value = getattr(args, key)
         if value is not None:
             params[key] = value

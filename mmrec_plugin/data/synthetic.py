@@ -46,6 +46,10 @@ Args (of :func:`generate`):
     image_dim, text_dim: projection widths (None: the raw ``3k``).
     min_per_user, max_per_user: bounds of ``K_u`` (default 5 and
         ``min(n_items // 2, max(4 mean, 50))``).
+    popularity: std of an optional item bias ``b_i ~ N(0, popularity^2)`` added to the
+        standardised score before the draw (default 0: none). It skews item degrees towards
+        real data's long tail; it belongs to no type, so the types stay
+        ``argmax_x gamma_x <theta_x, z_x>``.
 """
 from __future__ import annotations
 
@@ -85,7 +89,7 @@ SIZES: Dict[str, Dict[str, object]] = {
 
 # stream tags (SeedSequence spawn keys)
 _S_ITEMS, _S_MIX, _S_USERS, _S_COUNTS, _S_EPS_T, _S_EPS_V, _S_PROJ_T, _S_PROJ_V, _S_SPLIT, \
-    _S_GUMBEL = range(10)
+    _S_GUMBEL, _S_BIAS = range(11)
 
 
 @dataclass
@@ -104,6 +108,7 @@ class SynthConfig:
     text_dim: Optional[int] = None
     min_per_user: int = 5
     max_per_user: Optional[int] = None
+    popularity: float = 0.0
 
     def __post_init__(self) -> None:
         def need(cond: bool, key: str, what: str) -> None:
@@ -116,6 +121,7 @@ class SynthConfig:
              "need an even integer >= 2 (A and B have rank k/2)")
         need(self.noise >= 0, "noise", "need a number >= 0")
         need(self.choice_noise >= 0, "choice_noise", "need a number >= 0")
+        need(self.popularity >= 0, "popularity", "need a number >= 0")
         need(isinstance(self.seed, int) and self.seed >= 0, "seed", "need an integer >= 0")
         for key in ("image_dim", "text_dim"):
             v = getattr(self, key)
@@ -253,10 +259,14 @@ def simulate(cfg: SynthConfig) -> Simulation:
     w = np.concatenate([g[x] / sigma * theta[x] for x in TYPES], axis=1).astype(np.float32)
     zt = np.ascontiguousarray(np.concatenate([z[x] for x in TYPES], axis=1).T,
                               dtype=np.float32)                              # [4k, n_items]
+    bias = (cfg.popularity * _stream(seed, _S_BIAS).standard_normal(cfg.n_items)
+            ).astype(np.float32) if cfg.popularity > 0 else None
     users_parts, items_parts = [], []
     for b, start in enumerate(range(0, cfg.n_users, USERS_BLOCK)):
         stop = min(start + USERS_BLOCK, cfg.n_users)
         scores = w[start:stop] @ zt                                          # [B, n_items]
+        if bias is not None:
+            scores += bias
         if cfg.choice_noise > 0:  # Gumbel = -log(Exp(1)), drawn in float32 for speed
             e = _stream(seed, _S_GUMBEL, b).standard_exponential(scores.shape, dtype=np.float32)
             np.maximum(e, np.finfo(np.float32).tiny, out=e)
@@ -346,7 +356,8 @@ def generate(out_dir: os.PathLike, name: str, n_users: int = 1000, n_items: int 
              gammas: Optional[Mapping[str, float]] = None, noise: float = 0.3,
              choice_noise: float = 0.5, seed: int = 0, image_dim: Optional[int] = None,
              text_dim: Optional[int] = None, min_per_user: int = 5,
-             max_per_user: Optional[int] = None, overwrite: bool = False) -> Path:
+             max_per_user: Optional[int] = None, popularity: float = 0.0,
+             overwrite: bool = False) -> Path:
     """Generate a synthetic dataset into ``<out_dir>/<name>`` (MMRec layout, atomic).
 
     Args: see the module docstring. Returns the dataset folder.
@@ -362,7 +373,7 @@ def generate(out_dir: os.PathLike, name: str, n_users: int = 1000, n_items: int 
     cfg = SynthConfig(n_users=n_users, n_items=n_items, n_interactions=n_interactions, k=k,
                       gammas=dict(gammas or {}), noise=noise, choice_noise=choice_noise, seed=seed,
                       image_dim=image_dim, text_dim=text_dim, min_per_user=min_per_user,
-                      max_per_user=max_per_user)
+                      max_per_user=max_per_user, popularity=popularity)
     return write_simulation(simulate(cfg), out_dir, name, overwrite=overwrite)
 
 

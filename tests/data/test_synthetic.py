@@ -152,3 +152,13 @@ def test_ensure_demo_generates_once(tmp_path):
     (tmp_path / "junk" / "x.txt").write_text("x")
     with pytest.raises(DataError, match="junk"):
         S.ensure_demo(tmp_path / "junk")
+
+
+def test_popularity_skews_item_degrees_and_keeps_types():
+    flat = S.simulate(S.SynthConfig(n_users=400, n_items=200, k=4, seed=0))
+    skew = S.simulate(S.SynthConfig(n_users=400, n_items=200, k=4, seed=0, popularity=1.5))
+    d_flat = np.bincount(flat.items, minlength=200)
+    d_skew = np.bincount(skew.items, minlength=200)
+    assert d_skew.max() / d_skew.mean() > 1.5 * d_flat.max() / d_flat.mean()
+    c = S.pair_contributions(skew.theta, skew.z, skew.config.gammas, skew.users, skew.items)
+    assert np.array_equal(np.argmax(c, axis=1), skew.types)
