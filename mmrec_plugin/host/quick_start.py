@@ -153,49 +153,34 @@ def _ensure_demo(config) -> None:
 
 
 def _pair_types(config, test_dataset) -> Optional[List[str]]:
-    """Ground-truth types of the test pairs from ``<folder>/<dataset>.types`` (synthetic data).
-
-    The file is tab-separated with a header naming the user / item columns
-    (``USER_ID_FIELD`` / ``ITEM_ID_FIELD``) and a ``type`` column; a pair without a type
-    gets ``'unknown'``. Returns None when the file is absent or unreadable.
+    """Ground-truth types of the test pairs from ``<folder>/<dataset>.types`` (synthetic data,
+    read by :func:`mmrec_plugin.data.synthetic.read_types`); a test pair the file does not
+    list gets ``'unknown'``. Returns None when there is no such file or it is unreadable.
     """
     folder = os.path.join(config["data_path"], config["dataset"])
     path = os.path.join(folder, f"{config['dataset']}.types")
     if not os.path.isfile(path):
         return None
     try:
-        from mmrec_plugin.data import synthetic  # the generator may offer its own reader
+        from mmrec_plugin.data.synthetic import read_types
 
-        reader = getattr(synthetic, "read_types", None) or getattr(synthetic, "load_types", None)
-    except ImportError:
-        reader = None
-    try:
-        if reader is not None:
-            table = reader(path)
-        else:
-            table = _read_types_tsv(path, config)
+        table = read_types(folder, config["dataset"])
         users = np.asarray(test_dataset.users, dtype=np.int64)
         items = np.asarray(test_dataset.items, dtype=np.int64)
-        if isinstance(table, dict):
-            return [str(table.get((int(u), int(i)), "unknown")) for u, i in zip(users, items)]
-        return [str(t) for t in table] if len(table) == len(users) else None
+        n = int(max(items.max(initial=0), np.max(table["items"], initial=0))) + 1
+        codes = table["users"] * n + table["items"]
+        order = np.argsort(codes, kind="stable")
+        sorted_codes = codes[order]
+        want = users * n + items
+        pos = np.clip(np.searchsorted(sorted_codes, want), 0, max(len(sorted_codes) - 1, 0))
+        found = (sorted_codes[pos] == want) if len(sorted_codes) else np.zeros(len(want), bool)
+        if not len(sorted_codes):
+            return ["unknown"] * len(want)
+        names = np.asarray(table["types"]).astype(object)[order][pos]
+        return np.where(found, names, "unknown").astype(str).tolist()
     except Exception as exc:  # analysis extras must never fail a finished run
         logger.warning("could not read pair types from %s: %s", path, exc)
         return None
-
-
-def _read_types_tsv(path: str, config) -> Dict:
-    with open(path, encoding="utf-8") as fh:
-        header = fh.readline().rstrip("\n").split("\t")
-        uid = header.index(str(config.get("USER_ID_FIELD", "userID")))
-        iid = header.index(str(config.get("ITEM_ID_FIELD", "itemID")))
-        tcol = header.index("type")
-        table = {}
-        for line in fh:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) > max(uid, iid, tcol):
-                table[(int(parts[uid]), int(parts[iid]))] = parts[tcol]
-    return table
 
 
 def _analysis(model, config, train_dataset, test_dataset) -> Optional[Dict]:
