@@ -155,18 +155,20 @@ def run_run(args: argparse.Namespace) -> int:
             logging.getLogger(__name__).warning(
                 "study presets are written for %s; running them with %s", studies.MODEL, args.model)
 
-        def runner(_model: str, dataset: str, cfg: Dict[str, Any]) -> None:
-            quick_start(args.model, dataset, config_dict=cfg, config_file=args.config_file)
+        summaries: List[Dict[str, Any]] = []
 
-        extra = dict(overrides)
-        paths = studies.run_study(
+        def runner(_model: str, dataset: str, cfg: Dict[str, Any]) -> None:
+            summaries.append(quick_start(args.model, dataset, config_dict=cfg,
+                                         config_file=args.config_file))
+
+        studies.run_study(
             args.study, dataset=args.dataset,
             results_dir=probe["results_dir"], data_path=args.data_path,
-            extra=extra, runner=runner,
+            extra=dict(overrides), runner=runner,
         )
-        for path in paths.values():
-            print(path)
-        return 0
+        for summary in summaries:
+            print(summary["path"])
+        return 0 if all(s.get("best") is not None for s in summaries) else 1
 
     config_dict = dict(base)
     config_dict.update(overrides)

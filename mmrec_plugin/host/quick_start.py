@@ -87,9 +87,22 @@ def _atomic_write_bytes(path: str, payload: bytes) -> None:
         raise
 
 
+def _finite(obj: Any) -> Any:
+    """NaN / infinite floats -> None, so the file is strict JSON."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json_atomic(path: str, obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``path`` via a temp file and ``os.replace``."""
-    _atomic_write_bytes(path, (json.dumps(jsonable(obj), indent=2, sort_keys=False) + "\n").encode())
+    """Write ``obj`` as indented strict JSON (NaN -> null) to ``path`` via a temp file and
+    ``os.replace``, so a reader never sees a half-written file."""
+    text = json.dumps(_finite(jsonable(obj)), indent=2, allow_nan=False)
+    _atomic_write_bytes(path, (text + "\n").encode())
 
 
 def _save_model_atomic(path: str, obj: Dict[str, Any]) -> None:

@@ -160,6 +160,14 @@ def test_nan_combination_recorded_grid_goes_on(setup, caplog):
     assert summary["best"]["params"]["mode"] == "good_test"
     assert "loss is nan" in caplog.text.lower()
 
+    def no_constants(name):
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    with open(summary["path"]) as fh:
+        on_disk = json.loads(fh.read(), parse_constant=no_constants)
+    assert [c["status"] for c in on_disk["combinations"]] == ["nan", "ok"]
+    assert on_disk["combinations"][0]["valid"] is None and "error" in on_disk["combinations"][0]
+
 
 KILL_SCRIPT = """
 import os, signal, sys
