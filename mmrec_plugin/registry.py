@@ -189,6 +189,8 @@ def _lookup(name: str) -> Optional[Tuple[str, type, Optional[str]]]:
         if ep.name.lower() == low:
             cls = ep.load()
             return (ep.name, cls, _yaml_next_to(cls, ep.name))
+    if not low.isidentifier():  # module and file sources need a Python identifier
+        return None
     module = _import_optional(f"{PACKAGED_MODELS}.{low}")
     if module is not None:
         cls = _class_in(module, name)

@@ -114,3 +114,12 @@ def test_in_code_registration_wins_over_files(tmp_path, monkeypatch):
     registry.register_model("DupNet", DupNet)
     assert registry.get_model("dupnet") is DupNet
     assert registry.model_config_path("dupnet") is None
+
+
+def test_path_like_names_are_not_imported(tmp_path, monkeypatch):
+    _write(tmp_path / "evil.py", "raise SystemExit('imported')\n")
+    (tmp_path / "src" / "models").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    for name in ("../../evil", "a.b", ""):
+        with pytest.raises(UserError):
+            registry.get_model(name)
