@@ -8,6 +8,10 @@ Homogeneous smoothing (``G_ii`` on items, ``G_uu`` on users)::
 
     out = X + G^L X          (L = 0: out = X, no smoothing)
 
+:func:`smooth_rows` gives the rows ``R`` of that result only, ``X[R] + G[R] (G^{L-1} X)``,
+which a training step needs for its batch users: the last product touches only the rows
+of ``G`` in ``R`` (:func:`csr_rows`), not the whole graph.
+
 The graph is an argument (a torch sparse CSR or COO tensor, or a scipy sparse matrix that
 is converted with :func:`to_torch_sparse`). Products use ``torch_geometric.utils.spmm``
 with ``reduce='sum'``, which runs on CPU and CUDA without pyg-lib, torch-scatter or
@@ -30,7 +34,7 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import spmm
 
-__all__ = ["to_torch_sparse", "sparse_mm", "lightgcn", "smooth"]
+__all__ = ["to_torch_sparse", "csr_rows", "sparse_mm", "lightgcn", "smooth", "smooth_rows"]
 
 
 def to_torch_sparse(adj, device=None) -> Tensor:
@@ -86,12 +90,14 @@ def lightgcn(adj: Tensor, x: Tensor, n_layers: int, symmetric: bool = False) -> 
     """
     if n_layers < 0:
         raise ValueError(f"lightgcn: n_layers must be >= 0, got {n_layers}")
-    out = x
-    h = x
-    for _ in range(n_layers):
+    if n_layers == 0:
+        return x
+    h = sparse_mm(adj, x, symmetric)
+    out = x + h
+    for _ in range(n_layers - 1):
         h = sparse_mm(adj, h, symmetric)
-        out = out + h
-    return out / (n_layers + 1)
+        out += h  # in place: out is not saved for backward
+    return out.mul_(1.0 / (n_layers + 1))
 
 
 def smooth(adj: Tensor, x: Tensor, n_layers: int, symmetric: bool = False) -> Tensor:
@@ -111,3 +117,47 @@ def smooth(adj: Tensor, x: Tensor, n_layers: int, symmetric: bool = False) -> Te
     for _ in range(n_layers):
         h = sparse_mm(adj, h, symmetric)
     return x + h
+
+
+def csr_rows(adj: Tensor, rows: Tensor) -> Tensor:
+    """The rows ``rows`` (LongTensor ``[R]``, repeats allowed) of a torch sparse CSR matrix
+    ``[N, M]`` as a sparse CSR ``[R, M]``, gathered with vectorised index arithmetic on
+    ``adj``'s device."""
+    crow, col, val = adj.crow_indices(), adj.col_indices(), adj.values()
+    rows = rows.to(crow.device).long()
+    start = crow[rows]
+    counts = crow[rows + 1] - start
+    ends = torch.cumsum(counts, 0)
+    total = int(ends[-1]) if ends.numel() else 0
+    row_of = torch.repeat_interleave(torch.arange(rows.numel(), device=crow.device), counts,
+                                     output_size=total)
+    idx = start[row_of] + torch.arange(total, device=crow.device) - (ends - counts)[row_of]
+    new_crow = torch.cat([ends.new_zeros(1), ends])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(new_crow, col[idx], val[idx], size=(rows.numel(), adj.shape[1]),
+                                       dtype=val.dtype, device=val.device)
+
+
+def smooth_rows(adj: Tensor, x: Tensor, n_layers: int, rows: Tensor, symmetric: bool = False) -> Tensor:
+    """``(x + adj^L x)[rows]`` without propagating the rows that are not asked for in the
+    last layer.
+
+    Args:
+        adj: normalised homogeneous graph ``[N, N]`` (torch sparse CSR).
+        x: representations ``[N, F]``.
+        n_layers: ``L >= 0``.
+        rows: LongTensor ``[R]``.
+        symmetric: ``adj`` is symmetric (cheaper backward in the full layers).
+
+    Returns:
+        ``[R, F]``.
+    """
+    if n_layers < 0:
+        raise ValueError(f"smooth_rows: n_layers must be >= 0, got {n_layers}")
+    if n_layers == 0:
+        return x.index_select(0, rows)
+    h = x
+    for _ in range(n_layers - 1):
+        h = sparse_mm(adj, h, symmetric)
+    return x.index_select(0, rows) + spmm(csr_rows(adj, rows), h, reduce="sum")

@@ -53,7 +53,7 @@ from mmrec_plugin.method.losses import (
     synergy_bpr_loss,
 )
 from mmrec_plugin.method.pools import NEG_STRATEGIES, sample_candidate_pool, select_negatives
-from mmrec_plugin.method.propagation import lightgcn, smooth, to_torch_sparse
+from mmrec_plugin.method.propagation import lightgcn, smooth, smooth_rows, to_torch_sparse
 
 logger = logging.getLogger(__name__)
 
@@ -291,14 +291,18 @@ class BRMRS(GeneralRecommender):
         users = torch.cat([self.user_emb_t.weight, self.user_emb_v.weight], dim=1)
         return torch.cat([users, torch.cat([h_t, h_v], dim=1)], dim=0)
 
-    def forward(self):
-        """``(p, q, x0)``: users ``[n_users, 2d]``, items ``[n_items, 2d]`` (columns ``:d`` text,
-        ``d:`` visual) and the layer-0 embeddings."""
+    def forward(self, users=None):
+        """``(p, q, x0)``: users ``[n_users, 2d]`` (or ``[B, 2d]`` for ``users`` LongTensor
+        ``[B]``: the user smoothing then only computes those rows), items ``[n_items, 2d]``
+        (columns ``:d`` text, ``d:`` visual) and the layer-0 embeddings."""
         x0 = self.layer0()
         out = lightgcn(self.adj_ui, x0, self.n_ui_layers, symmetric=True)
         p, q = out[: self.n_users], out[self.n_users:]
         q = smooth(self.adj_ii, q, self.n_ii_layers, symmetric=True)
-        p = smooth(self.adj_uu, p, self.n_uu_layers, symmetric=True)
+        if users is None:
+            p = smooth(self.adj_uu, p, self.n_uu_layers, symmetric=True)
+        else:
+            p = smooth_rows(self.adj_uu, p, self.n_uu_layers, users, symmetric=True)
         return p, q, x0
 
     def _split(self, x):
@@ -314,10 +318,17 @@ class BRMRS(GeneralRecommender):
         self._eval_cache = None
         users, pos, neg = interaction[0], interaction[1], interaction[2]
         batch = users.shape[0]
-        p, q, x0 = self.forward()
-        pu_t, pu_v = self._split(p[users])
-        qp_t, qp_v = self._split(q[pos])
-        qn_t, qn_v = self._split(q[neg])
+        pu, q, x0 = self.forward(users)  # pu: [B, 2d], the batch users only
+        d = self.dim
+        pu_t, pu_v = self._split(pu)
+        if cfg["chns_weight"] > 0:
+            neg_t, neg_v = self.hard_negatives(users, pu_t, pu_v, q)
+            items = torch.cat([pos, neg, neg_t, neg_v])
+        else:
+            items = torch.cat([pos, neg])
+        q_b = q.index_select(0, items)  # one gather (one backward scatter) for all item rows read
+        qp_t, qp_v = self._split(q_b[:batch])
+        qn_t, qn_v = self._split(q_b[batch: 2 * batch])
         s_t_pos, s_v_pos = (pu_t * qp_t).sum(-1), (pu_v * qp_v).sum(-1)
         need_fused = cfg["syn_weight"] > 0 or cfg["bpr_weight"] > 0
         if need_fused:
@@ -327,9 +338,8 @@ class BRMRS(GeneralRecommender):
 
         loss = x0.new_zeros(())
         if cfg["chns_weight"] > 0:
-            neg_t, neg_v = self.hard_negatives(users, pu_t, pu_v, q)
-            s_t_neg = (pu_t * q[neg_t, : self.dim]).sum(-1)
-            s_v_neg = (pu_v * q[neg_v, self.dim:]).sum(-1)
+            s_t_neg = (pu_t * q_b[2 * batch: 3 * batch, :d]).sum(-1)  # text branch on its negative
+            s_v_neg = (pu_v * q_b[3 * batch:, d:]).sum(-1)  # visual branch on its negative
             loss = loss + cfg["chns_weight"] * chns_loss(s_t_pos, s_t_neg, s_v_pos, s_v_neg)
         if cfg["syn_weight"] > 0:
             d_t = s_t_pos - (pu_t * qn_t).sum(-1)
@@ -344,9 +354,8 @@ class BRMRS(GeneralRecommender):
         if cfg["orth_weight"] > 0:
             loss = loss + cfg["orth_weight"] * orthogonality(qp_t, qp_v)
         if cfg["reg_weight"] > 0:
-            loss = loss + cfg["reg_weight"] * l2_reg(
-                x0[users], x0[self.n_users + pos], x0[self.n_users + neg], batch_size=batch
-            )
+            ego = x0.index_select(0, torch.cat([users, self.n_users + pos, self.n_users + neg]))
+            loss = loss + cfg["reg_weight"] * l2_reg(ego, batch_size=batch)
         return loss
 
     def candidate_pool(self, users):
@@ -362,7 +371,8 @@ class BRMRS(GeneralRecommender):
         if self.neg_strategy == "uniform":
             return select_negatives("uniform", None, None, None, pool)
         with torch.no_grad():
-            cand_t, cand_v = self._split(q.detach()[pool])  # [B, P, d] each
+            cand = q.detach().index_select(0, pool.reshape(-1)).view(*pool.shape, -1)
+            cand_t, cand_v = self._split(cand)  # [B, P, d] each
             s_t = torch.einsum("bd,bpd->bp", pu_t.detach(), cand_t)
             s_v = torch.einsum("bd,bpd->bp", pu_v.detach(), cand_v)
             s_f = None

@@ -5,7 +5,14 @@ import scipy.sparse as sp
 import torch
 
 from mmrec_plugin.method.graphs import bipartite_edge_index, knn_homogeneous
-from mmrec_plugin.method.propagation import lightgcn, smooth, sparse_mm, to_torch_sparse
+from mmrec_plugin.method.propagation import (
+    csr_rows,
+    lightgcn,
+    smooth,
+    smooth_rows,
+    sparse_mm,
+    to_torch_sparse,
+)
 
 
 def _graph(seed=0):
@@ -65,3 +72,24 @@ def test_negative_layers_rejected():
     ei, w, n = _graph()
     with pytest.raises(ValueError, match="n_layers"):
         lightgcn(to_torch_sparse((ei, w, n)), torch.zeros(n, 2), -1)
+
+
+@pytest.mark.parametrize("layers", [0, 1, 2])
+def test_smooth_rows_equals_rows_of_smooth(layers):
+    rng = np.random.default_rng(4)
+    g = knn_homogeneous(sp.csr_matrix((rng.random((15, 6)) < 0.4).astype(float)),
+                        [rng.normal(size=(15, 3))], [1.0], 0.3, 4)
+    adj = to_torch_sparse(g)
+    rows = torch.tensor([3, 0, 14, 3, 7])  # repeats allowed
+    x = torch.randn(15, 4)
+    x1 = x.clone().requires_grad_(True)
+    x2 = x.clone().requires_grad_(True)
+    got = smooth_rows(adj, x1, layers, rows, symmetric=True)
+    want = smooth(adj, x2, layers, symmetric=True)[rows]
+    torch.testing.assert_close(got, want)
+    w = torch.randn_like(got)
+    (got * w).sum().backward()
+    (want * w).sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    sub = csr_rows(adj, rows)
+    torch.testing.assert_close(sub.to_dense(), torch.from_numpy(g.toarray()).float()[rows])
