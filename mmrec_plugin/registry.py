@@ -13,7 +13,9 @@ A model is found, case-insensitively, in these sources (first hit wins):
            MyModel = my_package.my_model:MyModel
 
 3. the packaged MMRec-style sources ``mmrec_plugin.mmrec_src.models.<name.lower()>`` (the
-   repository's ``src/`` as installed), class attribute ``<Name>``;
+   repository's ``src/`` as installed), class attribute ``<Name>`` (when ``mmrec_plugin`` is
+   imported from a checkout whose ``src/models`` is not the installed one, that checkout's
+   file, so model and code always come from the same tree);
 4. ``<cwd>/src/models/<name.lower()>.py`` (running from a checkout of this repository, or of
    any MMRec-style project), class ``<Name>``;
 5. ``models.<name.lower()>`` importable from ``sys.path`` (MMRec's own convention, when run
@@ -171,6 +173,42 @@ def _cwd_models_dir() -> str:
     return os.path.join(os.getcwd(), "src", "models")
 
 
+def _checkout_models_dir() -> str:
+    """``src/models`` of the checkout the running ``mmrec_plugin`` was imported from."""
+    import mmrec_plugin
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(mmrec_plugin.__file__)))
+    return os.path.join(root, "src", "models")
+
+
+def _packaged_models_dirs() -> List[str]:
+    if _import_optional(PACKAGED_MODELS) is None:
+        return []
+    spec = importlib.util.find_spec(PACKAGED_MODELS)
+    return list(spec.submodule_search_locations or []) if spec is not None else []
+
+
+def _same_dir(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _packaged_module(low: str):
+    """The packaged model module, kept consistent with the running ``mmrec_plugin``.
+
+    When ``mmrec_plugin`` is imported from a checkout (``python main.py`` in a clone) whose
+    ``src/models`` differs from the installed ``mmrec_plugin.mmrec_src`` (e.g. an editable
+    install of another checkout), that checkout's file is used, so code and model match.
+    """
+    checkout = _checkout_models_dir()
+    path = os.path.join(checkout, f"{low}.py")
+    if os.path.isfile(path) and not any(_same_dir(checkout, d) for d in _packaged_models_dirs()):
+        return _from_file(path, low)
+    return _import_optional(f"{PACKAGED_MODELS}.{low}")
+
+
 def _models_on_path() -> bool:
     """Whether a top-level ``models`` package is importable (MMRec's src/ on sys.path)."""
     try:
@@ -191,7 +229,7 @@ def _lookup(name: str) -> Optional[Tuple[str, type, Optional[str]]]:
             return (ep.name, cls, _yaml_next_to(cls, ep.name))
     if not low.isidentifier():  # module and file sources need a Python identifier
         return None
-    module = _import_optional(f"{PACKAGED_MODELS}.{low}")
+    module = _packaged_module(low)
     if module is not None:
         cls = _class_in(module, name)
         if cls is not None:
@@ -267,11 +305,7 @@ def available_models() -> List[str]:
     names: Dict[str, str] = {low: entry[0] for low, entry in _REGISTRY.items()}
     for ep in _entry_points():
         names.setdefault(ep.name.lower(), ep.name)
-    folders = []
-    spec = importlib.util.find_spec(PACKAGED_MODELS) if _import_optional(PACKAGED_MODELS) else None
-    if spec is not None and spec.submodule_search_locations:
-        folders.extend(spec.submodule_search_locations)
-    folders.append(_cwd_models_dir())
+    folders = [_checkout_models_dir()] + _packaged_models_dirs() + [_cwd_models_dir()]
     for folder in folders:
         for mod in _module_names(folder):
             if mod.lower() in names:
