@@ -3,14 +3,19 @@
 - ``mean``: ``phi(a, b) = (a + b) / 2`` (no parameters);
 - ``gate``: ``g = sigmoid(W_g [a; b] + c)``, ``phi(a, b) = g * a + (1 - g) * b``
   (element-wise gate, ``g in [0, 1]^d``);
-- ``mlp``:  ``phi(a, b) = W_2 relu(W_1 [a; b] + c_1) + c_2`` (one hidden layer of width ``d``).
+- ``mlp``:  ``phi(a, b) = W_2 relu(W_1 [a; b] + c_1) + c_2`` (one hidden layer of width ``d``);
+- ``concat``: ``phi(a, b) = [a; b]`` (an extension beyond the SPEC's three, no parameters).
+  Then ``s_f = s_t + s_v`` exactly, so ``Delta_f - max(Delta_t, Delta_v) = min(Delta_t, Delta_v)``:
+  the synergy loss asks both branches to rank the positive above the negative. With ``mean``
+  the fused score is about a quarter of ``s_t + s_v`` (plus cross terms ``<p_t, q_v>``), so the
+  margin over ``max(Delta_t, Delta_v)`` is hard to reach and L_syn keeps pushing the norms up.
 
 Args:
     kind: ``'mean'``, ``'gate'`` or ``'mlp'``.
     dim: representation size ``d``.
 
 Shapes:
-    a, b ``[..., d]`` -> ``[..., d]``.
+    a, b ``[..., d]`` -> ``[..., d]`` (``[..., 2d]`` for ``concat``).
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from mmrec_plugin.errors import ConfigError, did_you_mean
 
 __all__ = ["FUSIONS", "Fusion"]
 
-FUSIONS = ("mean", "gate", "mlp")
+FUSIONS = ("mean", "gate", "mlp", "concat")
 
 
 class Fusion(nn.Module):
@@ -59,6 +64,8 @@ class Fusion(nn.Module):
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         if self.kind == "mean":
             return 0.5 * (a + b)
+        if self.kind == "concat":
+            return torch.cat([a, b], dim=-1)
         if self.kind == "gate":
             g = self.gate_values(a, b)
             return g * a + (1.0 - g) * b

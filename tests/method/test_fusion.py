@@ -15,6 +15,14 @@ def test_shapes(kind):
     out.sum().backward() if out.requires_grad else None
 
 
+def test_concat_scores_are_the_sum_of_branch_scores():
+    f = Fusion("concat", 6)
+    pt, pv, qt, qv = (torch.randn(4, 6) for _ in range(4))
+    assert f(pt, pv).shape == (4, 12)
+    s_f = (f(pt, pv) * f(qt, qv)).sum(-1)
+    torch.testing.assert_close(s_f, (pt * qt).sum(-1) + (pv * qv).sum(-1))
+
+
 def test_mean_is_mean():
     a, b = torch.randn(4, 6), torch.randn(4, 6)
     torch.testing.assert_close(Fusion("mean", 6)(a, b), (a + b) / 2)
@@ -45,4 +53,4 @@ def test_unknown_kind():
     with pytest.raises(ConfigError) as e:
         Fusion("gated", 4)
     msg = str(e.value)
-    assert "fusion" in msg and "mean, gate, mlp" in msg and "gate" in msg
+    assert "fusion" in msg and "mean, gate, mlp, concat" in msg and "gate" in msg
