@@ -15,8 +15,9 @@ Output in ``out_dir`` (every file written atomically: temp file + ``os.replace``
 - PNG plots (only when matplotlib is importable; it is imported lazily): for each swept key
   (a ``hyper_parameters`` key taking more than one value) ``sweep_<key>.png`` with the
   selection metric (valid and test) against the key, one line per setting of the other swept
-  keys, and the seed-subset ratios against the key at the other keys' first values (Fig. 1
-  style); ``per_type_recall.png`` (bars per type, one bar per combination) when the
+  keys, the seed-subset ratios against the key at the other keys' first values (Fig. 1
+  style) and, at the same settings, the six-way partition as stacked bars;
+  ``per_type_recall.png`` (bars per type, one bar per combination) when the
   combinations carry per-type recall. Without matplotlib the tables are written and the
   returned notes say how to get the plots (``pip install matplotlib`` or the ``plot`` extra).
   For a gamma sweep: ``gamma_sweep.md`` and ``gamma_sweep.png`` (per-type recall against
@@ -258,7 +259,7 @@ def _plot_sweeps(plt, results: Dict, out_dir: str) -> List[str]:
         for c in combos:
             label = ", ".join(f"{k}={fmt(c['params'].get(k))}" for k in others)
             groups.setdefault(label, []).append(c)
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4))
         ax = axes[0]
         for label, cs in groups.items():
             cs = sorted(cs, key=lambda c: xs.index(c["params"].get(key)))
@@ -287,6 +288,19 @@ def _plot_sweeps(plt, results: Dict, out_dir: str) -> List[str]:
             ax.legend(fontsize=7)
         else:
             ax.set_title("no subset analysis recorded")
+        ax.set_xlabel(key)
+        ax.set_ylabel("ratio of test pairs")
+        ax = axes[2]
+        if sl:
+            bottom = [0.0] * len(sl)
+            width = 0.6 * (min(b - a for a, b in zip(x, x[1:])) if numeric and len(x) > 1 else 1.0)
+            for name in CLASSES:
+                vals = [((c["analysis"].get("partition") or {}).get(name) or {}).get("ratio") or 0.0
+                        for c in sl]
+                ax.bar(x, vals, width, bottom=bottom, label=name)
+                bottom = [b + v for b, v in zip(bottom, vals)]
+            ax.set_title("six-way partition (stacked ratios)", fontsize=9)
+            ax.legend(fontsize=7)
         ax.set_xlabel(key)
         ax.set_ylabel("ratio of test pairs")
         for ax in axes:

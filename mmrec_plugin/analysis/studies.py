@@ -275,6 +275,26 @@ def _gamma_name(base: str, gamma: float) -> str:
     return f"{base}_gs{gamma:g}".replace(".", "p").replace("-", "m")
 
 
+BUDGET_KEYS = ("epochs", "stopping_step", "train_batch_size")
+
+
+def demo_budget() -> Dict:
+    """The training budget of the packaged ``demo`` dataset yaml (``epochs``,
+    ``stopping_step``, ``train_batch_size``), or ``{}`` when it cannot be read.
+
+    The gamma sweep's generated datasets (``demo_gs2``, ...) have the demo's sizes but not its
+    name, so without this they would train under the general defaults (1000 epochs).
+    """
+    try:
+        from mmrec_plugin.host.config import CONFIG_DIR, load_yaml
+
+        data = load_yaml(os.path.join(CONFIG_DIR, "dataset", "demo.yaml"))
+    except Exception as exc:  # optional: fall back to the host's defaults
+        logger.debug("demo dataset yaml not readable: %s", exc)
+        return {}
+    return {k: data[k] for k in BUDGET_KEYS if k in data}
+
+
 def run_gamma_sweep(
     gammas: Sequence[float],
     out: str,
@@ -297,7 +317,9 @@ def run_gamma_sweep(
             ``<out>/results/<name>/<variant>/``.
         base_name: dataset name prefix (``demo`` -> ``demo_gs2`` for gamma_s = 2).
         generator_kwargs: further arguments of the synthetic generator (sizes, seed, ...).
-        extra: further config overrides for every run (e.g. ``{"epochs": 50}``).
+        extra: further config overrides for every run (e.g. ``{"epochs": 50}``); runs
+            start from the demo dataset's budget (:func:`demo_budget`), which ``extra``
+            overrides.
         k: cutoff of the per-type recall.
         runner / generate / analyze: injection points for tests (defaults: host
             ``quick_start``, :func:`mmrec_plugin.data.synthetic` generator, and
@@ -314,6 +336,7 @@ def run_gamma_sweep(
     data_dir = os.path.join(out, "data")
     rows = []
     variants = study_variants("gamma_sweep")
+    budget = demo_budget()
     for g_i, gamma in enumerate(gammas, 1):
         name = _gamma_name(base_name, float(gamma))
         folder = os.path.join(data_dir, name)
@@ -322,7 +345,8 @@ def run_gamma_sweep(
             generate(data_dir, name, float(gamma), **(generator_kwargs or {}))
         for variant, overrides in variants.items():
             res_dir = os.path.join(out, "results", name, variant)
-            cfg = dict(overrides)
+            cfg = dict(budget)
+            cfg.update(overrides)
             cfg.update(extra or {})
             cfg.update({"results_dir": res_dir, "data_path": data_dir})
             logger.info("gamma sweep: gamma_s=%g, %s", gamma, variant)

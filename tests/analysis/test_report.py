@@ -114,3 +114,32 @@ def test_report_bad_file(tmp_path):
     bad.write_text("{\n oops")
     with pytest.raises(DataError, match="line 2"):
         report(str(bad), str(tmp_path))
+
+
+def test_sweep_plot_stacks_the_six_way_partition(tmp_path, monkeypatch):
+    """The third panel of sweep_<key>.png: one stacked bar per swept value, the six class
+    ratios of that combination in CLASSES order (heights = the recorded ratios)."""
+    pytest.importorskip("matplotlib")
+    figs = []
+    real_save = report_mod._save_figure_atomic
+
+    def keep(fig, path):
+        if os.path.basename(path).startswith("sweep_"):
+            ax = fig.axes[2]
+            figs.append([(round(p.get_x() + p.get_width() / 2, 6), p.get_y(), p.get_height())
+                         for p in ax.patches])
+        return real_save(fig, path)
+
+    monkeypatch.setattr(report_mod, "_save_figure_atomic", keep)
+    report(_results(tmp_path), str(tmp_path / "rep"))
+    assert len(figs) == 1
+    bars = figs[0]
+    c0 = [0.2, 0.1, 0.1, 0.2, 0.1, 0.3]
+    c1 = [0.3, 0.0, 0.1, 0.1, 0.2, 0.3]
+    # bars are drawn class by class, each class over the two analysed values 0.0 and 0.5
+    assert len(bars) == 12
+    for j in range(6):
+        for (x, y, h), ratios, xv in ((bars[2 * j], c0, 0.0), (bars[2 * j + 1], c1, 0.5)):
+            assert x == pytest.approx(xv)
+            assert h == pytest.approx(ratios[j])
+            assert y == pytest.approx(sum(ratios[:j]))

@@ -131,3 +131,37 @@ def test_presets_expand_in_the_host_config():
         conf = config_mod.Config("BRMRS", "demo", config_dict=cfg)
         grid = config_mod.expand_grid(conf)
         assert len(grid) == _grid_size(study_config(name, defaults=defaults)) * len(conf["seed"])
+
+
+def test_gamma_sweep_runs_start_from_the_demo_budget(tmp_path):
+    """Generated sweep datasets (demo_gs*) are not named demo, so the sweep passes the demo
+    yaml's budget itself; --set values override it."""
+    import yaml
+
+    from mmrec_plugin.host.config import CONFIG_DIR
+
+    with open(os.path.join(CONFIG_DIR, "dataset", "demo.yaml")) as fh:
+        demo = yaml.safe_load(fh)
+    assert studies.demo_budget() == {k: demo[k] for k in ("epochs", "stopping_step", "train_batch_size")}
+    seen = []
+
+    def generate(data_dir, name, gamma_s, **kw):
+        os.makedirs(os.path.join(data_dir, name))
+        open(os.path.join(data_dir, name, f"{name}.inter"), "w").close()
+
+    def runner(model, dataset, cfg):
+        seen.append(dict(cfg))
+        best = {"id": "x", "valid": {}, "test": {}, "analysis": {"k": 20, "per_type_recall": {}}}
+        os.makedirs(cfg["results_dir"], exist_ok=True)
+        with open(os.path.join(cfg["results_dir"], f"{model}-{dataset}.json"), "w") as fh:
+            json.dump({"combinations": [best], "best": best}, fh)
+
+    run_gamma_sweep([1.0], str(tmp_path / "a"), runner=runner, generate=generate)
+    assert [(c["epochs"], c["stopping_step"], c["train_batch_size"]) for c in seen] == \
+        [(demo["epochs"], demo["stopping_step"], demo["train_batch_size"])] * 2
+    assert seen[1]["bpr_weight"] == [1.0]
+    seen.clear()
+    run_gamma_sweep([1.0], str(tmp_path / "b"), runner=runner, generate=generate,
+                    extra={"epochs": 3})
+    assert [c["epochs"] for c in seen] == [3, 3]
+    assert seen[0]["stopping_step"] == demo["stopping_step"]
