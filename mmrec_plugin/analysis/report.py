@@ -16,7 +16,8 @@ Output in ``out_dir`` (every file written atomically: temp file + ``os.replace``
   (a ``hyper_parameters`` key taking more than one value) ``sweep_<key>.png`` with the
   selection metric (valid and test) against the key, one line per setting of the other swept
   keys, the seed-subset ratios against the key at the other keys' first values (Fig. 1
-  style) and, at the same settings, the six-way partition as stacked bars;
+  style) and, at the same settings, the six-way partition as stacked bars (all_fail is the
+  rest up to 1);
   ``per_type_recall.png`` (bars per type, one bar per combination) when the
   combinations carry per-type recall. Without matplotlib the tables are written and the
   returned notes say how to get the plots (``pip install matplotlib`` or the ``plot`` extra).
@@ -292,18 +293,23 @@ def _plot_sweeps(plt, results: Dict, out_dir: str) -> List[str]:
         ax.set_ylabel("ratio of test pairs")
         ax = axes[2]
         if sl:
+            # evenly spaced bars (swept values are often 0, 0.1, 1); all_fail, usually the
+            # bulk, is the rest up to 1 and is left out so the five others stay readable
             bottom = [0.0] * len(sl)
-            width = 0.6 * (min(b - a for a, b in zip(x, x[1:])) if numeric and len(x) > 1 else 1.0)
-            for name in CLASSES:
+            slots = list(range(len(sl)))
+            for name in CLASSES[:-1]:
                 vals = [((c["analysis"].get("partition") or {}).get(name) or {}).get("ratio") or 0.0
                         for c in sl]
-                ax.bar(x, vals, width, bottom=bottom, label=name)
+                ax.bar(slots, vals, 0.6, bottom=bottom, label=name)
                 bottom = [b + v for b, v in zip(bottom, vals)]
-            ax.set_title("six-way partition (stacked ratios)", fontsize=9)
+            ax.set_xticks(slots)
+            ax.set_xticklabels([fmt(c["params"].get(key)) for c in sl])
+            ax.set_title(f"six-way partition at K={sl[0]['analysis'].get('k')} "
+                         f"(stacked; {CLASSES[-1]} = the rest)", fontsize=9)
             ax.legend(fontsize=7)
         ax.set_xlabel(key)
         ax.set_ylabel("ratio of test pairs")
-        for ax in axes:
+        for ax in axes[:2]:
             if not numeric:
                 ax.set_xticks(list(range(len(xs))))
                 ax.set_xticklabels([fmt(x) for x in xs])
