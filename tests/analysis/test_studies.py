@@ -51,9 +51,15 @@ def test_preset_contents():
     assert fig1["chns_weight"] == [0.0] and fig1["syn_weight"] == [0.0] and fig1["bpr_weight"] == [1.0]
     assert set(fig1["hyper_parameters"]) == {"orth_weight", "nce_weight"}
     assert _grid_size(fig1) == len(fig1["orth_weight"]) * len(fig1["nce_weight"])
-    t2 = study_config("table2", defaults=MODEL_DEFAULTS)
-    assert t2["chns_weight"] == [0.0, 1.0] and t2["syn_weight"] == [0.0, 0.5]  # defaults: first value
-    assert _grid_size(t2) == 4
+    t2 = study_variants("table2", defaults=MODEL_DEFAULTS)
+    assert list(t2) == ["chns_syn", "no_syn", "no_chns", "fused_bpr"]
+    got = {v: (c["chns_weight"], c["syn_weight"], c.get("bpr_weight", [MODEL_DEFAULTS["bpr_weight"]]))
+           for v, c in t2.items()}
+    assert got == {"chns_syn": ([1.0], [0.5], [0.0]), "no_syn": ([1.0], [0.0], [0.0]),
+                   "no_chns": ([0.0], [0.5], [0.0]), "fused_bpr": ([0.0], [0.0], [1.0])}
+    for c in t2.values():  # every ablation row has a ranking loss (BRMRS refuses none)
+        assert max(c["chns_weight"][0], c["syn_weight"][0], c.get("bpr_weight", [0.0])[0]) > 0
+        assert c["reg_weight"] == [1e-4]
     assert study_config("neg_strategies")["neg_strategy"] == ["cross", "same", "fused", "uniform"]
     sens = study_config("sensitivity")
     assert set(sens["hyper_parameters"]) == {"chns_weight", "syn_weight", "syn_margin"}
@@ -127,10 +133,11 @@ def test_presets_expand_in_the_host_config():
         pytest.skip("BRMRS not available")
     defaults = studies.model_defaults()
     for name in ("fig1", "table2", "neg_strategies"):
-        cfg = study_variants(name)["grid"]
-        conf = config_mod.Config("BRMRS", "demo", config_dict=cfg)
-        grid = config_mod.expand_grid(conf)
-        assert len(grid) == _grid_size(study_config(name, defaults=defaults)) * len(conf["seed"])
+        for variant, cfg in study_variants(name).items():
+            conf = config_mod.Config("BRMRS", "demo", config_dict=cfg)
+            grid = config_mod.expand_grid(conf)
+            size = _grid_size(study_config(name, variant, defaults=defaults))
+            assert len(grid) == size * len(conf["seed"]), (name, variant)
 
 
 def test_gamma_sweep_runs_start_from_the_demo_budget(tmp_path):
