@@ -134,7 +134,7 @@ def test_bad_config_fails_before_loading(tmp_path):
         brmrs.BRMRS(_config(tmp_path, syn_margin=-1.0), FakeLoader(inter))
 
 
-@pytest.mark.parametrize("fusion", ["mean", "gate", "mlp"])
+@pytest.mark.parametrize("fusion", ["mean", "gate", "mlp", "concat"])
 @pytest.mark.parametrize("strategy", ["cross", "same", "fused", "uniform"])
 def test_loss_is_finite_scalar_with_gradients(tmp_path, fusion, strategy):
     model, inter = _model(tmp_path, fusion=fusion, neg_strategy=strategy, nce_weight=0.1,
