@@ -111,6 +111,12 @@ class Trainer:
                 f"{self.evaluator.topk}"
             )
         self.valid_metric = vm
+        n_items = getattr(model, "n_items", None)
+        if isinstance(n_items, int) and self.evaluator.max_k > n_items:
+            raise ConfigError(
+                f"config key 'topk': the largest cut-off {self.evaluator.max_k} exceeds the "
+                f"{n_items} items of the dataset; use cut-offs <= {n_items}, e.g. --topk \"[5, 10]\""
+            )
         clip = _get(config, "clip_grad_norm", None)
         if clip is not None and not isinstance(clip, dict):
             clip = {"max_norm": float(clip)}

@@ -105,6 +105,13 @@ def test_nan_loss_raises(setup):
     assert isinstance(e.value, UserError)
 
 
+def test_topk_beyond_the_items_is_config_error(setup):
+    cfg, tr, va, te, valid = setup  # 30 items
+    model = ScriptedModel(cfg, tr, valid, [1])
+    with pytest.raises(ConfigError, match=r"'topk'.*50.*30 items"):
+        Trainer(dict(cfg, topk=[10, 50], valid_metric="Recall@10"), model)
+
+
 def test_unknown_learner_is_config_error(setup):
     cfg, tr, va, te, valid = setup
     model = ScriptedModel(cfg, tr, valid, [1])
