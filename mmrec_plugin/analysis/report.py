@@ -34,6 +34,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from mmrec_plugin.analysis.subsets import CLASSES, PAIR_TYPES, SEED_SUBSETS
 from mmrec_plugin.errors import DataError
+from mmrec_plugin.utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -42,20 +43,7 @@ PLOT_HINT = ("PNG plots need matplotlib: pip install matplotlib "
 
 
 # ----------------------------------------------------------------------------- io
-def write_text_atomic(path: str, text: str) -> str:
-    """Write ``text`` to ``path`` atomically (a reader sees the old or the new file)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+write_text_atomic = atomic_write_text  # kept: the name other modules import
 
 
 def _save_figure_atomic(fig, path: str) -> str:

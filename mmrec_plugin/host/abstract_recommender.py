@@ -21,18 +21,9 @@ import torch
 import torch.nn as nn
 
 from mmrec_plugin.host.dataset import load_features
+from mmrec_plugin.utils import cfg_get as _get
 
 logger = logging.getLogger(__name__)
-
-
-def _get(config, key: str, default=None):
-    try:
-        if key in config:
-            value = config[key]
-            return default if value is None else value
-    except (KeyError, TypeError):
-        pass
-    return default
 
 
 class AbstractRecommender(nn.Module):

@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mmrec_plugin.errors import DataError
+from mmrec_plugin.utils import cfg_get as _cfg
 
 logger = logging.getLogger(__name__)
 
@@ -38,17 +39,6 @@ _MMREC_HINT = (
     "MMRec's datasets (baby, sports, clothing) are downloaded from the Google Drive folder "
     "linked in MMRec's README (github.com/enoche/MMRec)"
 )
-
-
-def _cfg(config, key: str, default=None):
-    """``config[key]`` if present and not None, else ``default`` (works for dicts and Config)."""
-    try:
-        if key in config:
-            value = config[key]
-            return default if value is None else value
-    except (KeyError, TypeError):
-        pass
-    return default
 
 
 def dataset_dir(config) -> str:

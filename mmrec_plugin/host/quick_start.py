@@ -46,6 +46,7 @@ import numpy as np
 
 from mmrec_plugin.errors import DataError
 from mmrec_plugin.host.config import Config, expand_grid, jsonable, valid_metric_key
+from mmrec_plugin.utils import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -71,22 +72,6 @@ def init_seed(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def _atomic_write_bytes(path: str, payload: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _finite(obj: Any) -> Any:
     """NaN / infinite floats -> None, so the file is strict JSON."""
     if isinstance(obj, float):
@@ -102,7 +87,7 @@ def write_json_atomic(path: str, obj: Any) -> None:
     """Write ``obj`` as indented strict JSON (NaN -> null) to ``path`` via a temp file and
     ``os.replace``, so a reader never sees a half-written file."""
     text = json.dumps(_finite(jsonable(obj)), indent=2, allow_nan=False)
-    _atomic_write_bytes(path, (text + "\n").encode())
+    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def _save_model_atomic(path: str, obj: Dict[str, Any]) -> None:

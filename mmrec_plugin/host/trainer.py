@@ -34,6 +34,8 @@ import torch
 
 from mmrec_plugin.errors import ConfigError, UserError
 from mmrec_plugin.host.evaluator import Evaluator
+from mmrec_plugin.utils import cfg_get as _get
+from mmrec_plugin.utils import config_number as _number
 
 logger = logging.getLogger(__name__)
 
@@ -47,35 +49,6 @@ LEARNERS = {
 
 class NanLossError(UserError):
     """The training loss became NaN or infinite."""
-
-
-def _get(config, key: str, default=None):
-    try:
-        if key in config:
-            value = config[key]
-            return default if value is None else value
-    except (KeyError, TypeError):
-        pass
-    return default
-
-
-def _number(config, key: str, default, kind=float, minimum=None):
-    value = _get(config, key, default)
-    if isinstance(value, bool) or isinstance(value, (list, tuple, dict, str)):
-        ok = False
-    else:
-        try:
-            conv = kind(value)
-            ok = conv == value or kind is float
-        except (TypeError, ValueError):
-            ok = False
-    if ok and minimum is not None and conv < minimum:
-        ok = False
-    if not ok:
-        what = "an integer" if kind is int else "a number"
-        extra = f" >= {minimum}" if minimum is not None else ""
-        raise ConfigError(f"config key '{key}' must be {what}{extra}, got {value!r}")
-    return conv
 
 
 class Trainer:

@@ -20,28 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmrec_plugin.errors import ConfigError
-from mmrec_plugin.host.abstract_recommender import GeneralRecommender, _get
-
-
-def config_number(config, key: str, default, kind=float, minimum=None, owner: str = "model"):
-    """A scalar config value, checked; a list (an unexpanded grid) is a ConfigError."""
-    value = _get(config, key, default)
-    ok = not isinstance(value, (bool, list, tuple, dict, str))
-    if ok:
-        try:
-            conv = kind(value)
-            ok = kind is float or conv == value
-        except (TypeError, ValueError):
-            ok = False
-    if ok and minimum is not None and conv < minimum:
-        ok = False
-    if not ok:
-        what = "an integer" if kind is int else "a number"
-        extra = f" >= {minimum}" if minimum is not None else ""
-        hint = " (a list is a grid: run it through quick_start)" if isinstance(value, (list, tuple)) else ""
-        raise ConfigError(f"{owner}: config key '{key}' must be {what}{extra}, got {value!r}{hint}")
-    return conv
+from mmrec_plugin.host.abstract_recommender import GeneralRecommender
+from mmrec_plugin.utils import config_number
 
 
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:

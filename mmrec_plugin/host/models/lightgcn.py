@@ -29,7 +29,8 @@ import torch
 import torch.nn as nn
 
 from mmrec_plugin.host.abstract_recommender import GeneralRecommender
-from mmrec_plugin.host.models.bpr import bpr_loss, config_number, embedding_norm_reg
+from mmrec_plugin.host.models.bpr import bpr_loss, embedding_norm_reg
+from mmrec_plugin.utils import config_number
 
 
 def normalized_bipartite_adjacency(inter: sp.spmatrix) -> sp.csr_matrix:

@@ -1,0 +1,74 @@
+"""Small helpers shared by the rooms: reading config values, atomic file writes."""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from typing import Any
+
+from mmrec_plugin.errors import ConfigError
+
+__all__ = ["cfg_get", "config_number", "atomic_write_bytes", "atomic_write_text"]
+
+
+def cfg_get(config, key: str, default: Any = None) -> Any:
+    """``config[key]`` if present and not None, else ``default``.
+
+    Works for plain dicts, the host's :class:`~mmrec_plugin.host.config.Config` (which raises
+    for a missing key) and MMRec's Config (which returns None for one).
+    """
+    try:
+        if key in config:
+            value = config[key]
+            return default if value is None else value
+    except (KeyError, TypeError):
+        pass
+    return default
+
+
+def config_number(config, key: str, default, kind=float, minimum=None, owner: str = "") -> Any:
+    """A scalar config value of type ``kind`` (>= ``minimum``), else a ConfigError naming the key.
+
+    A list (an unexpanded grid), a bool or a string is rejected.
+    """
+    value = cfg_get(config, key, default)
+    ok = not isinstance(value, (bool, list, tuple, dict, str))
+    if ok:
+        try:
+            conv = kind(value)
+            ok = kind is float or conv == value
+        except (TypeError, ValueError):
+            ok = False
+    if ok and minimum is not None and conv < minimum:
+        ok = False
+    if not ok:
+        what = "an integer" if kind is int else "a number"
+        extra = f" >= {minimum}" if minimum is not None else ""
+        hint = " (a list is a grid: run it through quick_start)" if isinstance(value, (list, tuple)) else ""
+        prefix = f"{owner}: " if owner else ""
+        raise ConfigError(f"{prefix}config key '{key}' must be {what}{extra}, got {value!r}{hint}")
+    return conv
+
+
+def atomic_write_bytes(path: str, payload: bytes) -> str:
+    """Write ``payload`` to ``path`` atomically: a temporary file in the same folder, fsynced,
+    then ``os.replace``; a reader sees the old file or the new one, never a partial one."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str, text: str) -> str:
+    """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
