@@ -151,8 +151,13 @@ def _run_resplit(args: argparse.Namespace) -> int:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
-    from mmrec_plugin.data import checks
+    from pathlib import Path
 
+    from mmrec_plugin.data import checks
+    from mmrec_plugin.errors import DataError
+
+    if not Path(args.dataset).is_dir():  # a wrong path is a user error (exit 2), not a data error
+        raise DataError(f"{args.dataset}: dataset folder not found")
     report = checks.validate(args.dataset)
     print(report.format())
     return 0 if report.ok else 1

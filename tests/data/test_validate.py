@@ -114,3 +114,10 @@ def test_stats_numbers(tmp_path, capsys):
     assert main(["stats", str(folder), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["features"]["text"]["shape"] == [5, 3]
     assert main(["stats", str(tmp_path / "nope")]) == 2
+
+
+def test_validate_a_missing_folder_is_a_user_error(tmp_path, capsys):
+    # a wrong path is the user's mistake, not a dataset error: one `error:` line, exit 2
+    assert main(["validate", str(tmp_path / "nosuch")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "nosuch" in err[0]
