@@ -184,6 +184,9 @@ def measure(model: str, dataset: str, config_dict: Optional[Dict[str, Any]] = No
     return rec
 
 
+_WORKER_ERROR = "BENCH_USER_ERROR "
+
+
 def _worker_main(argv: List[str]) -> int:
     p = argparse.ArgumentParser(prog="mmrec_plugin.bench --worker")
     p.add_argument("--worker", action="store_true")
@@ -193,7 +196,13 @@ def _worker_main(argv: List[str]) -> int:
     p.add_argument("--config-file", default=None)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    rec = measure(a.model, a.dataset, json.loads(a.config_json), a.config_file)
+    from mmrec_plugin.errors import UserError
+
+    try:
+        rec = measure(a.model, a.dataset, json.loads(a.config_json), a.config_file)
+    except UserError as exc:  # the parent re-raises this line as the user's error
+        sys.stderr.write(f"{_WORKER_ERROR}{exc}\n")
+        return 2
     sys.stdout.write("BENCH_JSON " + json.dumps(rec) + "\n")
     return 0
 
@@ -214,6 +223,9 @@ def run_worker(model: str, dataset: str, config_dict: Dict[str, Any],
     for line in proc.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
             return json.loads(line[len("BENCH_JSON "):])
+    errors = [l for l in proc.stderr.splitlines() if l.startswith(_WORKER_ERROR)]
+    if errors:
+        raise UserError(errors[-1][len(_WORKER_ERROR):])
     tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
     raise UserError(f"bench of {model} on {dataset} failed (exit {proc.returncode}):\n{tail}")
 

@@ -90,3 +90,15 @@ def test_measure_end_to_end_on_tiny_data(tiny, model):
         assert "pool_select_frac" not in rec and "pool_select_cpu_frac" not in rec
     table = bench.format_table([rec])
     assert f"| {model} |" in table
+
+
+def test_bench_user_error_in_worker_is_one_error_line(tmp_path, capsys):
+    # an unknown model fails inside the worker process; the user sees one `error:` line, exit 2,
+    # not the worker's traceback
+    from mmrec_plugin import cli
+
+    code = cli.main(["bench", "-d", "demo", "--data-path", str(tmp_path), "--models", "NOPE"])
+    err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert code == 2
+    assert err[-1].startswith("error: ") and "NOPE" in err[-1]
+    assert not any("Traceback" in l or l.startswith("  File ") for l in err), err
