@@ -1,5 +1,5 @@
 """analyze / report / study CLI end to end: a toy model with branch_scores, trained by the
-host's grid search on tiny generated synthetic data (skips until the host pieces exist)."""
+host's grid search on tiny generated synthetic data."""
 import json
 import os
 
@@ -9,11 +9,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-quick_start_mod = pytest.importorskip("mmrec_plugin.host.quick_start")
-synthetic = pytest.importorskip("mmrec_plugin.data.synthetic")
-abstract = pytest.importorskip("mmrec_plugin.host.abstract_recommender")
-
-from mmrec_plugin.analysis import cli  # noqa: E402
+import mmrec_plugin.data.synthetic as synthetic
+import mmrec_plugin.host.abstract_recommender as abstract
+import mmrec_plugin.host.quick_start as quick_start_mod
+from mmrec_plugin.analysis import cli
 from mmrec_plugin.analysis.subsets import CLASSES  # noqa: E402
 from mmrec_plugin.errors import UserError  # noqa: E402
 from mmrec_plugin.registry import register_model  # noqa: E402

@@ -124,13 +124,11 @@ def test_run_gamma_sweep_with_stand_ins(tmp_path):
 
 
 def test_presets_expand_in_the_host_config():
-    """Integration with the host's Config/expand_grid (skips until host and BRMRS exist)."""
-    config_mod = pytest.importorskip("mmrec_plugin.host.config")
-    registry = pytest.importorskip("mmrec_plugin.registry")
-    try:
-        registry.get_model("BRMRS")
-    except Exception:
-        pytest.skip("BRMRS not available")
+    """Integration with the host's Config/expand_grid."""
+    import mmrec_plugin.host.config as config_mod
+    from mmrec_plugin import registry
+
+    registry.get_model("BRMRS")
     defaults = studies.model_defaults()
     for name in ("fig1", "table2", "neg_strategies"):
         for variant, cfg in study_variants(name).items():
