@@ -44,7 +44,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from mmrec_plugin.errors import DataError
+from mmrec_plugin.errors import DataError, UserError
 from mmrec_plugin.host.config import Config, expand_grid, jsonable, valid_metric_key
 from mmrec_plugin.utils import atomic_write_bytes
 
@@ -330,7 +330,11 @@ def quick_start(
     splits = full.split()
     fingerprint = data_fingerprint(config)
     json_path = os.path.join(results_dir, f"{config['model']}-{config['dataset']}.json")
-    os.makedirs(results_dir, exist_ok=True)
+    try:
+        os.makedirs(results_dir, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"results_dir: cannot create the results folder {results_dir}: "
+                        f"{exc.strerror or exc}") from None
     store = Store(os.path.join(results_dir, "store"))
     records: List[Dict[str, Any]] = []
     try:

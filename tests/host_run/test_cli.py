@@ -135,3 +135,11 @@ def test_main_py_end_to_end(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("error: unknown model 'NoSuchModel'")
     assert "Traceback" not in bad.stderr
+
+
+def test_results_dir_that_cannot_be_created(capsys, data, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code, _, err = run_main(capsys, "run", "-m", "BPR", "-d", "tiny", "--data-path", data,
+                            "--results-dir", str(blocker / "results"), "--epochs", "1")
+    assert_user_error(code, err, "results_dir", str(blocker / "results"))
