@@ -1,14 +1,14 @@
 """Small helpers shared by the rooms: reading config values, atomic file writes."""
 from __future__ import annotations
 
-import io
+import contextlib
 import os
 import tempfile
-from typing import Any
+from typing import Any, Iterator
 
 from mmrec_plugin.errors import ConfigError
 
-__all__ = ["cfg_get", "config_number", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["cfg_get", "config_number", "atomic_path", "atomic_write_bytes", "atomic_write_text"]
 
 
 def cfg_get(config, key: str, default: Any = None) -> Any:
@@ -50,22 +50,31 @@ def config_number(config, key: str, default, kind=float, minimum=None, owner: st
     return conv
 
 
-def atomic_write_bytes(path: str, payload: bytes) -> str:
-    """Write ``payload`` to ``path`` atomically: a temporary file in the same folder, fsynced,
-    then ``os.replace``; a reader sees the old file or the new one, never a partial one."""
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically
+    (``os.replace``), on any error (Ctrl-C included) it is removed. A reader sees the old file
+    or the new one, never a partial one. Use: ``with atomic_path(p) as tmp: save(tmp)``."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: str, payload: bytes) -> str:
+    """Write ``payload`` to ``path`` atomically (:func:`atomic_path`), fsynced."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
     return path
 
 

@@ -29,12 +29,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from mmrec_plugin.analysis.subsets import CLASSES, PAIR_TYPES, SEED_SUBSETS
 from mmrec_plugin.errors import DataError
-from mmrec_plugin.utils import atomic_write_text
+from mmrec_plugin.utils import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -47,17 +46,8 @@ write_text_atomic = atomic_write_text  # kept: the name other modules import
 
 
 def _save_figure_atomic(fig, path: str) -> str:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

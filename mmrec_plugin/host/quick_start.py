@@ -38,7 +38,6 @@ import json
 import logging
 import os
 import random
-import tempfile
 import time
 from typing import Any, Dict, List, Optional
 
@@ -46,7 +45,7 @@ import numpy as np
 
 from mmrec_plugin.errors import DataError, UserError
 from mmrec_plugin.host.config import Config, expand_grid, jsonable, valid_metric_key
-from mmrec_plugin.utils import atomic_write_bytes
+from mmrec_plugin.utils import atomic_path, atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -93,17 +92,8 @@ def write_json_atomic(path: str, obj: Any) -> None:
 def _save_model_atomic(path: str, obj: Dict[str, Any]) -> None:
     import torch
 
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def data_fingerprint(config) -> str:
