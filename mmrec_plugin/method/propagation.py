@@ -34,7 +34,8 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import spmm
 
-__all__ = ["to_torch_sparse", "csr_rows", "sparse_mm", "lightgcn", "smooth", "smooth_rows"]
+__all__ = ["to_torch_sparse", "csr_rows", "transpose_csr", "rows_mm", "sparse_mm", "lightgcn", "smooth",
+           "smooth_rows"]
 
 
 def to_torch_sparse(adj, device=None) -> Tensor:
@@ -59,23 +60,37 @@ def to_torch_sparse(adj, device=None) -> Tensor:
         return t.to(device) if device is not None else t
 
 
+def _spmm_sum(adj: Tensor, x: Tensor) -> Tensor:
+    """``adj @ x`` without autograd. On CPU with a CSR ``adj`` this is the row-parallel
+    reduction kernel (``torch.sparse.mm(adj, x, "sum")``, PyG's ``spmm_reduce`` upstreamed
+    into PyTorch), which writes its output once; ``torch_geometric.utils.spmm`` sends
+    ``reduce='sum'`` to the MKL path, which zero-fills and copies a temporary of the
+    output's size on every call (about 2x the CPU time on Baby). Elsewhere (CUDA, COO):
+    ``torch_geometric.utils.spmm``."""
+    if adj.layout == torch.sparse_csr and not adj.is_cuda and not x.is_cuda:
+        return torch.sparse.mm(adj, x, "sum")
+    return spmm(adj, x, reduce="sum")
+
+
 class _SymmetricSpmm(torch.autograd.Function):
     """``G x`` for a symmetric ``G``: the gradient w.r.t. ``x`` is ``G^T g = G g``."""
 
     @staticmethod
     def forward(ctx, adj: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
         ctx.adj = adj
-        return spmm(adj, x, reduce="sum")
+        return _spmm_sum(adj, x)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        return None, spmm(ctx.adj, grad.contiguous(), reduce="sum")
+        return None, _spmm_sum(ctx.adj, grad.contiguous())
 
 
 def sparse_mm(adj: Tensor, x: Tensor, symmetric: bool = False) -> Tensor:
     """``adj @ x`` with torch-geometric's ``spmm``. ``symmetric`` as in the module docstring."""
     if symmetric and x.requires_grad:
         return _SymmetricSpmm.apply(adj, x)
+    if not x.requires_grad:
+        return _spmm_sum(adj, x)
     return spmm(adj, x, reduce="sum")
 
 
@@ -119,29 +134,90 @@ def smooth(adj: Tensor, x: Tensor, n_layers: int, symmetric: bool = False) -> Te
     return x + h
 
 
-def csr_rows(adj: Tensor, rows: Tensor) -> Tensor:
+def _csr(crow: Tensor, col: Tensor, val: Tensor, shape) -> Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, val, size=tuple(shape), dtype=val.dtype, device=val.device)
+
+
+def csr_rows(adj: Tensor, rows: Tensor, add_self: bool = False) -> Tensor:
     """The rows ``rows`` (LongTensor ``[R]``, repeats allowed) of a torch sparse CSR matrix
     ``[N, M]`` as a sparse CSR ``[R, M]``, gathered with vectorised index arithmetic on
-    ``adj``'s device."""
+    ``adj``'s device. ``add_self``: the rows of ``I + adj`` instead (``N == M``; each row
+    ``r`` gets one more entry, ``(r, rows[r]) = 1``, stored first in the row)."""
     crow, col, val = adj.crow_indices(), adj.col_indices(), adj.values()
-    rows = rows.to(crow.device).long()
+    dev = crow.device
+    rows = rows.to(dev).long()
     start = crow[rows]
     counts = crow[rows + 1] - start
     ends = torch.cumsum(counts, 0)
     total = int(ends[-1]) if ends.numel() else 0
-    row_of = torch.repeat_interleave(torch.arange(rows.numel(), device=crow.device), counts,
-                                     output_size=total)
-    idx = start[row_of] + torch.arange(total, device=crow.device) - (ends - counts)[row_of]
+    row_of = torch.repeat_interleave(torch.arange(rows.numel(), device=dev), counts, output_size=total)
+    idx = start[row_of] + torch.arange(total, device=dev) - (ends - counts)[row_of]
     new_crow = torch.cat([ends.new_zeros(1), ends])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(new_crow, col[idx], val[idx], size=(rows.numel(), adj.shape[1]),
-                                       dtype=val.dtype, device=val.device)
+    if not add_self:
+        return _csr(new_crow, col[idx], val[idx], (rows.numel(), adj.shape[1]))
+    if adj.shape[0] != adj.shape[1]:
+        raise ValueError(f"csr_rows: add_self needs a square matrix, got {tuple(adj.shape)}")
+    r = rows.numel()
+    new_crow = new_crow + torch.arange(r + 1, device=dev)
+    col2 = torch.empty(total + r, dtype=col.dtype, device=dev)
+    val2 = torch.empty(total + r, dtype=val.dtype, device=dev)
+    diag = new_crow[:-1]
+    col2[diag] = rows.to(col.dtype)
+    val2[diag] = 1.0
+    moved = torch.arange(total, device=dev) + row_of + 1
+    col2[moved] = col[idx]
+    val2[moved] = val[idx]
+    return _csr(new_crow, col2, val2, (r, adj.shape[1]))
+
+
+def transpose_csr(m: Tensor) -> Tensor:
+    """``m^T`` of a torch sparse CSR ``[R, M]`` as a sparse CSR ``[M, R]`` (entries of a row
+    in increasing column order), by one stable sort of the column indices."""
+    crow, col, val = m.crow_indices(), m.col_indices(), m.values()
+    n_rows, n_cols = m.shape
+    dev = crow.device
+    row_of = torch.repeat_interleave(torch.arange(n_rows, device=dev), crow[1:] - crow[:-1],
+                                     output_size=col.numel())
+    # int32 keys sort about 2x faster than int64 on CPU
+    key = col.to(torch.int32) if n_cols < 2**31 - 1 else col
+    order = torch.argsort(key, stable=True)
+    new_crow = torch.zeros(n_cols + 1, dtype=crow.dtype, device=dev)
+    torch.cumsum(torch.bincount(col, minlength=n_cols), 0, out=new_crow[1:])
+    return _csr(new_crow, row_of[order], val[order], (n_cols, n_rows))
+
+
+class _RowsSpmm(torch.autograd.Function):
+    """``S x`` for a (small) sparse CSR ``S``; the gradient w.r.t. ``x`` is ``S^T g``,
+    with ``S^T`` built by :func:`transpose_csr` (cheaper on CPU than autograd's own
+    CSC-to-CSR conversion followed by the MKL product)."""
+
+    @staticmethod
+    def forward(ctx, sub: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.sub = sub
+        return _spmm_sum(sub, x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return None, _spmm_sum(transpose_csr(ctx.sub), grad.contiguous())
+
+
+def rows_mm(sub: Tensor, x: Tensor) -> Tensor:
+    """``sub @ x`` for a sparse CSR ``sub`` (e.g. from :func:`csr_rows`), differentiable in
+    ``x``."""
+    if x.requires_grad:
+        return _RowsSpmm.apply(sub, x)
+    return _spmm_sum(sub, x)
 
 
 def smooth_rows(adj: Tensor, x: Tensor, n_layers: int, rows: Tensor, symmetric: bool = False) -> Tensor:
     """``(x + adj^L x)[rows]`` without propagating the rows that are not asked for in the
     last layer.
+
+    For ``L = 1`` this is one product with the rows of ``I + adj``, so the backward pass
+    is one sparse product too (no separate gather of ``x[rows]`` whose gradient would be a
+    zero-filled ``[N, F]`` tensor).
 
     Args:
         adj: normalised homogeneous graph ``[N, N]`` (torch sparse CSR).
@@ -157,7 +233,9 @@ def smooth_rows(adj: Tensor, x: Tensor, n_layers: int, rows: Tensor, symmetric: 
         raise ValueError(f"smooth_rows: n_layers must be >= 0, got {n_layers}")
     if n_layers == 0:
         return x.index_select(0, rows)
+    if n_layers == 1:
+        return rows_mm(csr_rows(adj, rows, add_self=True), x)
     h = x
     for _ in range(n_layers - 1):
         h = sparse_mm(adj, h, symmetric)
-    return x.index_select(0, rows) + spmm(csr_rows(adj, rows), h, reduce="sum")
+    return x.index_select(0, rows) + rows_mm(csr_rows(adj, rows), h)

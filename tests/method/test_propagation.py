@@ -8,10 +8,12 @@ from mmrec_plugin.method.graphs import bipartite_edge_index, knn_homogeneous
 from mmrec_plugin.method.propagation import (
     csr_rows,
     lightgcn,
+    rows_mm,
     smooth,
     smooth_rows,
     sparse_mm,
     to_torch_sparse,
+    transpose_csr,
 )
 
 
@@ -93,3 +95,49 @@ def test_smooth_rows_equals_rows_of_smooth(layers):
     torch.testing.assert_close(x1.grad, x2.grad)
     sub = csr_rows(adj, rows)
     torch.testing.assert_close(sub.to_dense(), torch.from_numpy(g.toarray()).float()[rows])
+
+
+def _random_csr(n_rows, n_cols, density, seed):
+    rng = np.random.default_rng(seed)
+    m = sp.random(n_rows, n_cols, density=density, format="csr", random_state=rng, dtype=np.float32)
+    return m, to_torch_sparse(m) if n_rows == n_cols else torch.sparse_csr_tensor(
+        torch.from_numpy(m.indptr.astype(np.int64)), torch.from_numpy(m.indices.astype(np.int64)),
+        torch.from_numpy(m.data), size=m.shape)
+
+
+@pytest.mark.parametrize("shape", [(5, 9), (9, 5), (1, 1), (6, 6)])
+def test_transpose_csr_matches_dense_transpose(shape):
+    m, t = _random_csr(*shape, 0.4, seed=shape[0] * 10 + shape[1])
+    tt = transpose_csr(t)
+    assert tt.shape == (shape[1], shape[0])
+    torch.testing.assert_close(tt.to_dense(), torch.from_numpy(m.toarray().T))
+    # rows of the transpose list their columns in increasing order
+    crow, col = tt.crow_indices(), tt.col_indices()
+    for r in range(shape[1]):
+        seg = col[crow[r]:crow[r + 1]]
+        assert torch.all(seg[1:] > seg[:-1])
+
+
+def test_csr_rows_add_self_is_rows_of_identity_plus_graph():
+    m, adj = _random_csr(8, 8, 0.3, seed=1)
+    rows = torch.tensor([2, 7, 2, 0])
+    sub = csr_rows(adj, rows, add_self=True)
+    want = (np.eye(8, dtype=np.float32) + m.toarray())[rows.numpy()]
+    torch.testing.assert_close(sub.to_dense(), torch.from_numpy(want))
+    with pytest.raises(ValueError, match="square"):
+        csr_rows(_random_csr(3, 5, 0.5, seed=2)[1], torch.tensor([0]), add_self=True)
+
+
+def test_rows_mm_value_and_gradient_match_dense():
+    m, adj = _random_csr(10, 10, 0.3, seed=3)
+    rows = torch.tensor([9, 1, 1, 4])  # a repeated row sums its gradient
+    sub = csr_rows(adj, rows)
+    dense = torch.from_numpy(m.toarray())[rows]
+    x1 = torch.randn(10, 3, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    got, want = rows_mm(sub, x1), dense @ x2
+    torch.testing.assert_close(got, want)
+    g = torch.randn(4, 3)
+    (got * g).sum().backward()
+    (want * g).sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
