@@ -150,8 +150,9 @@ def test_loss_is_finite_scalar_with_gradients(tmp_path, fusion, strategy):
 
 
 @pytest.mark.parametrize("strategy", ["cross", "same", "fused"])
-def test_hard_negatives_follow_the_strategy(tmp_path, strategy):
-    model, inter = _model(tmp_path, neg_strategy=strategy, fusion="gate")
+@pytest.mark.parametrize("pool_size", [32, 8])  # 32 > n_items: the gather path; 8: sampled_addmm
+def test_hard_negatives_follow_the_strategy(tmp_path, strategy, pool_size):
+    model, inter = _model(tmp_path, neg_strategy=strategy, fusion="gate", pool_size=pool_size)
     users = torch.tensor([0, 1, 2, 3, 5, 8])
     with torch.no_grad():
         p, q, _ = model.forward()
@@ -175,6 +176,27 @@ def test_hard_negatives_follow_the_strategy(tmp_path, strategy):
         want = {"cross": (best(s_v), best(s_t)), "same": (best(s_t), best(s_v)),
                 "fused": (best(s_f), best(s_f))}[strategy]
         assert (neg_t[row].item(), neg_v[row].item()) == want
+
+
+def test_pool_scores_sampled_product_equals_gathered_rows(tmp_path, monkeypatch):
+    """The CPU sampled_addmm path and the gather path give the same pool scores, repeated
+    items in a pool row included, and both equal the per-pair dot products."""
+    model, _ = _model(tmp_path)
+    users = torch.tensor([0, 4, 4, 19])
+    with torch.no_grad():
+        p, q, _ = model.forward()
+    d = model.dim
+    pu_t, pu_v = p[users, :d], p[users, d:]
+    pool = torch.tensor([[3, 3, 0, 29, 7], [1, 2, 3, 4, 5], [5, 5, 5, 5, 5], [29, 0, 11, 11, 28]])
+    want_t = torch.stack([torch.stack([pu_t[r] @ q[j, :d] for j in row]) for r, row in enumerate(pool)])
+    want_v = torch.stack([torch.stack([pu_v[r] @ q[j, d:] for j in row]) for r, row in enumerate(pool)])
+    for sddmm in (True, False):
+        monkeypatch.setattr(brmrs, "_HAS_CPU_SDDMM", sddmm)
+        s_t, s_v, s_f = model._pool_scores(pu_t, pu_v, q, pool)
+        torch.testing.assert_close(s_t, want_t)
+        torch.testing.assert_close(s_v, want_v)
+        assert s_f is None
+    assert brmrs._cpu_sddmm_works()  # torch >= 1.13 has the CPU kernel: the fast path is taken
 
 
 def test_chns_gradient_uses_other_branch_negative(tmp_path):
