@@ -313,6 +313,11 @@ class BRMRS(GeneralRecommender):
         ``[B]``: the user smoothing then only computes those rows), items ``[n_items, 2d]``
         (columns ``:d`` text, ``d:`` visual) and the layer-0 embeddings."""
         x0 = self.layer0()
+        p, q = self.propagate(x0, users)
+        return p, q, x0
+
+    def propagate(self, x0, users=None):
+        """``(p, q)`` from the layer-0 embeddings ``x0`` (see :meth:`forward`)."""
         out = lightgcn(self.adj_ui, x0, self.n_ui_layers, symmetric=True)
         # split, not two slices: one backward concatenation instead of two zero-filled
         # [n_users + n_items, 2d] gradients that are then added
@@ -322,7 +327,7 @@ class BRMRS(GeneralRecommender):
             p = smooth(self.adj_uu, p, self.n_uu_layers, symmetric=True)
         else:
             p = smooth_rows(self.adj_uu, p, self.n_uu_layers, users, symmetric=True)
-        return p, q, x0
+        return p, q
 
     def _split(self, x):
         return x.split(self.dim, dim=-1)
@@ -337,17 +342,26 @@ class BRMRS(GeneralRecommender):
         self._eval_cache = None
         users, pos, neg = interaction[0], interaction[1], interaction[2]
         batch = users.shape[0]
-        pu, q, x0 = self.forward(users)  # pu: [B, 2d], the batch users only
-        d = self.dim
+        x0 = self.layer0()
+        ego = None
+        if cfg["reg_weight"] > 0:
+            # The batch's layer-0 rows, looked up with a sparse gradient (a dense index_select
+            # backward would zero-fill and add a whole [n_users + n_items, 2d] tensor), and
+            # before the propagation: autograd then adds this sparse gradient in place to the
+            # propagation's dense one, which arrives first, instead of copying it.
+            ego = F.embedding(torch.cat([users, self.n_users + pos, self.n_users + neg]), x0, sparse=True)
+        pu, q = self.propagate(x0, users)  # pu: [B, 2d], the batch users only
         pu_t, pu_v = self._split(pu)
         if cfg["chns_weight"] > 0:
             neg_t, neg_v = self.hard_negatives(users, pu_t, pu_v, q)
             items = torch.cat([pos, neg, neg_t, neg_v])
         else:
             items = torch.cat([pos, neg])
-        q_b = q.index_select(0, items)  # one gather (one backward scatter) for all item rows read
-        qp_t, qp_v = self._split(q_b[:batch])
-        qn_t, qn_v = self._split(q_b[batch: 2 * batch])
+        # one gather (one backward scatter) for all item rows read, split (not sliced: one
+        # backward concatenation) into [pos, neg(, neg for text, neg for visual)]
+        q_b = q.index_select(0, items).split(batch)
+        qp_t, qp_v = self._split(q_b[0])
+        qn_t, qn_v = self._split(q_b[1])
         s_t_pos, s_v_pos = (pu_t * qp_t).sum(-1), (pu_v * qp_v).sum(-1)
         need_fused = cfg["syn_weight"] > 0 or cfg["bpr_weight"] > 0
         if need_fused:
@@ -357,8 +371,8 @@ class BRMRS(GeneralRecommender):
 
         loss = x0.new_zeros(())
         if cfg["chns_weight"] > 0:
-            s_t_neg = (pu_t * q_b[2 * batch: 3 * batch, :d]).sum(-1)  # text branch on its negative
-            s_v_neg = (pu_v * q_b[3 * batch:, d:]).sum(-1)  # visual branch on its negative
+            s_t_neg = (pu_t * self._split(q_b[2])[0]).sum(-1)  # text branch on its negative
+            s_v_neg = (pu_v * self._split(q_b[3])[1]).sum(-1)  # visual branch on its negative
             loss = loss + cfg["chns_weight"] * chns_loss(s_t_pos, s_t_neg, s_v_pos, s_v_neg)
         if cfg["syn_weight"] > 0:
             d_t = s_t_pos - (pu_t * qn_t).sum(-1)
@@ -372,10 +386,7 @@ class BRMRS(GeneralRecommender):
             loss = loss + cfg["nce_weight"] * info_nce(qp_t, qp_v, cfg["nce_temperature"])
         if cfg["orth_weight"] > 0:
             loss = loss + cfg["orth_weight"] * orthogonality(qp_t, qp_v)
-        if cfg["reg_weight"] > 0:
-            # a sparse gradient: only the batch's rows of x0 get one (a dense index_select
-            # backward would allocate, zero and add a whole [n_users + n_items, 2d] tensor)
-            ego = F.embedding(torch.cat([users, self.n_users + pos, self.n_users + neg]), x0, sparse=True)
+        if ego is not None:
             loss = loss + cfg["reg_weight"] * l2_reg(ego, batch_size=batch)
         return loss
 
