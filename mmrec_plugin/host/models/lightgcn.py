@@ -58,6 +58,15 @@ def normalized_bipartite_adjacency(inter: sp.spmatrix) -> sp.csr_matrix:
     return out
 
 
+def _mm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``adj @ x``; on CPU with a CSR ``adj``, torch's row-parallel reduction kernel, which
+    writes the output once (the default MKL path zero-fills and copies a temporary of the
+    output's size on every call)."""
+    if adj.layout == torch.sparse_csr and not adj.is_cuda and not x.is_cuda:
+        return torch.sparse.mm(adj, x, "sum")
+    return torch.sparse.mm(adj, x)
+
+
 class _SymmetricSpMM(torch.autograd.Function):
     """``A @ x`` for a symmetric sparse ``A``; the gradient ``A^T g`` is ``A g``.
 
@@ -67,11 +76,11 @@ class _SymmetricSpMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         ctx.adj = adj
-        return torch.sparse.mm(adj, x)
+        return _mm(adj, x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return None, torch.sparse.mm(ctx.adj, grad)
+        return None, _mm(ctx.adj, grad.contiguous())
 
 
 def symmetric_spmm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
