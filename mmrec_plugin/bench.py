@@ -196,6 +196,9 @@ def _worker_main(argv: List[str]) -> int:
     p.add_argument("--config-file", default=None)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    from mmrec_plugin.utils import tune_allocator
+
+    tune_allocator()  # as the `mmrec-plugin` entry point does for a real run
     from mmrec_plugin.errors import UserError
 
     try:

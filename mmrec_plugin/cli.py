@@ -27,6 +27,7 @@ import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mmrec_plugin.errors import UserError, closest
+from mmrec_plugin.utils import tune_allocator
 
 PROG = "mmrec-plugin"
 
@@ -216,6 +217,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{PROG} {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
+    tune_allocator()
     if command not in SUBCOMMANDS:
         near = closest(command, SUBCOMMANDS)
         hint = f" (did you mean '{near}'?)" if near else ""

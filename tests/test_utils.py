@@ -27,3 +27,20 @@ def test_atomic_path_keeps_old_file_on_error(tmp_path):
             raise KeyboardInterrupt
     assert p.read_text() == "old"
     assert os.listdir(tmp_path) == ["f.txt"]
+
+
+def test_tune_allocator_applies_on_glibc_and_can_be_switched_off(monkeypatch):
+    import ctypes
+    import sys
+
+    from mmrec_plugin.utils import tune_allocator
+
+    monkeypatch.setenv("MMREC_PLUGIN_TUNE_MALLOC", "0")
+    assert tune_allocator() is False
+    monkeypatch.delenv("MMREC_PLUGIN_TUNE_MALLOC")
+    try:
+        has_mallopt = sys.platform.startswith("linux") and hasattr(ctypes.CDLL(None), "mallopt")
+    except OSError:
+        has_mallopt = False
+    assert tune_allocator() is has_mallopt
+    assert tune_allocator() is has_mallopt  # idempotent
