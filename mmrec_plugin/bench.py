@@ -13,6 +13,8 @@ peak RSS is its own) measures, on the same dataset, with the same config layerin
   training items, top-k, metrics), as the trainer does it;
 - ``floor_s``: the floor for that evaluation: the dense product of the same users' vectors with
   all item vectors, in the same batches, with random ``[n, d]`` factors (``eval_over_floor``);
+  ``d`` (``floor_dim``) is the width of the model's scoring vectors: its ``score_dim``
+  attribute where it has one (BRMRS: 128 with the concat fusion), else ``embedding_size``;
 - ``peak_rss_mb``: the worker's peak resident memory.
 
 Every time is measured twice: wall-clock (``*_s``) and CPU seconds of the worker process
@@ -144,8 +146,10 @@ def measure(model: str, dataset: str, config_dict: Optional[Dict[str, Any]] = No
     _sync(device)
     eval_s, eval_cpu_s = clk.wall(), clk.cpu()
 
-    # the floor: [B, d] x [d, n_items] per batch of evaluated users, nothing else
-    d = int(config["embedding_size"])
+    # the floor: [B, d] x [d, n_items] per batch of evaluated users, nothing else; d is the
+    # width of the model's own scoring vectors (``score_dim``, e.g. 2 * embedding_size for
+    # BRMRS's concat fusion), else embedding_size
+    d = int(getattr(net, "score_dim", None) or config["embedding_size"])
     n_eval = len(test_data.get_eval_users())
     gen = torch.Generator(device="cpu").manual_seed(0)
     users = torch.randn(full.get_user_num(), d, generator=gen).to(device)
@@ -169,6 +173,7 @@ def measure(model: str, dataset: str, config_dict: Optional[Dict[str, Any]] = No
         "first_epoch_s": epochs[0][0], "first_epoch_cpu_s": epochs[0][1],
         "epoch_s": epoch_s, "epoch_cpu_s": epoch_cpu_s, "batches": len(train_data),
         "eval_s": eval_s, "eval_cpu_s": eval_cpu_s, "floor_s": floor_s, "floor_cpu_s": floor_cpu_s,
+        "floor_dim": d,
         "eval_over_floor": eval_s / max(floor_s, 1e-9),
         "eval_over_floor_cpu": eval_cpu_s / max(floor_cpu_s, 1e-9),
         "peak_rss_mb": _peak_rss_mb(), "torch_threads": torch.get_num_threads(),

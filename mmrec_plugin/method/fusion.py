@@ -49,6 +49,11 @@ class Fusion(nn.Module):
             )
         self.reset_parameters()
 
+    @property
+    def out_dim(self) -> int:
+        """Width of the fused vectors: ``2 * dim`` for ``concat``, else ``dim``."""
+        return 2 * self.dim if self.kind == "concat" else self.dim
+
     def reset_parameters(self) -> None:
         for m in self.modules():
             if isinstance(m, nn.Linear):

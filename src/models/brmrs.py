@@ -224,6 +224,8 @@ class BRMRS(GeneralRecommender):
         else:
             self.item_emb_t = self.item_emb_v = None
         self.fusion = Fusion(cfg["fusion"], d)
+        #: width of the vectors whose product ranks items (read by ``mmrec-plugin bench``)
+        self.score_dim = self.fusion.out_dim
 
         # -- derived tensors (non-persistent buffers: .to(device) moves them) -------------
         self.register_buffer("feat_t", t_feat, persistent=False)

@@ -82,6 +82,9 @@ def test_measure_end_to_end_on_tiny_data(tiny, model):
         assert isinstance(rec[key], float) and math.isfinite(rec[key]) and rec[key] >= 0, key
     assert rec["peak_rss_mb"] > 10
     assert 0.0 <= rec["test_recall@20_untrained"] <= 1.0
+    # the floor's width is the model's scoring width: BRMRS's default concat fusion scores
+    # with [p_t; p_v], twice embedding_size
+    assert rec["floor_dim"] == (128 if model == "BRMRS" else 64)
     if model == "BRMRS":
         assert 0.0 < rec["pool_select_cpu_s"] <= rec["epoch_cpu_s"]
         assert 0.0 < rec["pool_select_cpu_frac"] <= 1.0
