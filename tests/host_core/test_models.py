@@ -57,6 +57,35 @@ def test_lightgcn_propagation_matches_dense(tmp_path, h, n_layers):
     assert np.allclose(scores, want[[2, 0], :4] @ want[4:].T, atol=1e-5)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "fused_adam", "load_state_dict"])
+def test_lightgcn_eval_cache_follows_parameter_changes(tmp_path, h, optimizer):
+    """In eval mode the propagation is reused across batches, but any change of the
+    parameters (an optimiser step, fused or not, or a restored state) is seen."""
+    cfg, train, loader = _tiny(tmp_path, h, n_layers=2)
+    torch.manual_seed(0)
+    model = LightGCN(cfg, loader)
+    users = [torch.tensor([0, 3])]
+
+    def fresh():
+        u, i = model.forward()
+        return (u[users[0]] @ i.t()).detach()
+
+    model.eval()
+    first = model.full_sort_predict(users)
+    assert torch.equal(first, fresh())
+    assert torch.equal(model.full_sort_predict(users), first)
+    if optimizer == "load_state_dict":
+        state = {k: v + 0.5 for k, v in model.state_dict().items()}
+        model.load_state_dict(state)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=0.1, **({"fused": True} if optimizer == "fused_adam" else {}))
+        model.calculate_loss(torch.tensor([[0, 1], [1, 2], [3, 0]])).backward()
+        opt.step()
+    after = model.full_sort_predict(users)
+    assert not torch.equal(after, first)
+    assert torch.allclose(after, fresh())
+
+
 def test_lightgcn_loss_hand_computed(tmp_path, h):
     cfg, train, loader = _tiny(tmp_path, h, reg_weight=0.1, n_layers=1)
     torch.manual_seed(0)

@@ -139,6 +139,7 @@ class LightGCN(GeneralRecommender):
 
     def calculate_loss(self, interaction: torch.Tensor) -> torch.Tensor:
         """``interaction``: ``LongTensor[3, B]`` (users, positives, negatives)."""
+        self._eval_cache = None  # (a fused optimiser step does not bump parameter versions)
         users, pos, neg = interaction[0], interaction[1], interaction[2]
         user_all, item_all = self.forward()
         u = user_all[users]
@@ -149,7 +150,24 @@ class LightGCN(GeneralRecommender):
             )
         return loss
 
+    def train(self, mode: bool = True):
+        self._eval_cache = None
+        return super().train(mode)
+
     def full_sort_predict(self, interaction) -> torch.Tensor:
-        """``[B, n_items]`` scores for the users ``interaction[0]``."""
-        user_all, item_all = self.forward()
+        """``[B, n_items]`` scores for the users ``interaction[0]``.
+
+        In eval mode the propagated embeddings are computed once and reused for every
+        batch of an evaluation (as MMRec's ``restore_user_e``), until the parameters
+        change or the model trains again."""
+        if self.training:
+            user_all, item_all = self.forward()
+        else:
+            versions = tuple(p._version for p in self.parameters())
+            cache = getattr(self, "_eval_cache", None)
+            if cache is None or cache[0] != versions:
+                with torch.no_grad():
+                    cache = (versions, self.forward())
+                self._eval_cache = cache
+            user_all, item_all = cache[1]
         return user_all[interaction[0]] @ item_all.t()
