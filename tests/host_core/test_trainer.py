@@ -141,3 +141,22 @@ def test_bad_valid_metric(setup):
     cfg, tr, va, te, valid = setup
     with pytest.raises(ConfigError, match="valid_metric"):
         Trainer(dict(cfg, valid_metric="NDCG@1"), ScriptedModel(cfg, tr, valid, [1]))
+
+
+def test_make_optimizer_fused_adam_matches_plain_adam():
+    from mmrec_plugin.host.trainer import make_optimizer
+
+    torch.manual_seed(0)
+    w1 = torch.nn.Parameter(torch.randn(50, 8))
+    w2 = torch.nn.Parameter(w1.detach().clone())
+    fused = make_optimizer("adam", [w1], 0.01, 1e-4)
+    plain = torch.optim.Adam([w2], lr=0.01, weight_decay=1e-4)
+    assert fused.defaults.get("fused") is True  # this torch (>= 2.4) has the CPU kernel
+    for _ in range(5):
+        g = torch.randn(50, 8)
+        w1.grad, w2.grad = g.clone(), g.clone()
+        fused.step()
+        plain.step()
+    torch.testing.assert_close(w1.detach(), w2.detach(), rtol=1e-5, atol=1e-6)
+    sgd = make_optimizer("sgd", [w1], 0.1, 0.0)
+    assert isinstance(sgd, torch.optim.SGD)
