@@ -27,6 +27,7 @@ Shapes:
 from __future__ import annotations
 
 import warnings
+from typing import Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,8 +35,8 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import spmm
 
-__all__ = ["to_torch_sparse", "csr_rows", "transpose_csr", "rows_mm", "sparse_mm", "lightgcn", "smooth",
-           "smooth_rows"]
+__all__ = ["to_torch_sparse", "csr_rows", "transpose_csr", "rows_mm", "sparse_mm", "lightgcn", "lightgcn_l2",
+           "smooth", "smooth_rows"]
 
 
 def to_torch_sparse(adj, device=None) -> Tensor:
@@ -94,6 +95,50 @@ def sparse_mm(adj: Tensor, x: Tensor, symmetric: bool = False) -> Tensor:
     return spmm(adj, x, reduce="sum")
 
 
+class _SymmetricLightGCN(torch.autograd.Function):
+    """``out = mean_{l=0..L} G^l x`` for a symmetric ``G``, as one autograd node, plus an
+    optional ``l2 = sum_{r in rows} ||x_r||^2`` (rows may repeat).
+
+    Forward: ``L`` sparse products, summed in place into the last one. Backward (``G = G^T``):
+    ``dx = 1/(L+1) * sum_l G^l g``, by Horner's rule (``t = G t + g``, ``L`` products, in
+    place), then ``dx[rows] += 2 * dl2 * x[rows]`` in place. Built from autograd pieces the
+    same step allocates, zero-fills and adds several more ``[N, F]`` tensors, and a separate
+    penalty on rows of ``x`` makes autograd add one more full ``[N, F]`` gradient."""
+
+    @staticmethod
+    def forward(ctx, adj: Tensor, x: Tensor, n_layers: int, rows: Optional[Tensor]):  # type: ignore[override]
+        ctx.adj, ctx.n_layers = adj, n_layers
+        hs = [x]
+        for _ in range(n_layers):
+            hs.append(_spmm_sum(adj, hs[-1]))
+        out = hs.pop()  # the last product's buffer becomes the sum
+        for h in hs:
+            out.add_(h)
+        out.mul_(1.0 / (n_layers + 1))
+        if rows is None:
+            ctx.rows = None
+            l2 = x.new_zeros(())
+        else:
+            ctx.rows = rows
+            ctx.save_for_backward(x)
+            l2 = x.index_select(0, rows).pow(2).sum()
+        return out, l2
+
+    @staticmethod
+    def backward(ctx, grad: Tensor, grad_l2: Tensor):  # type: ignore[override]
+        g = grad.contiguous()
+        t = _spmm_sum(ctx.adj, g)
+        t.add_(g)
+        for _ in range(ctx.n_layers - 1):
+            t = _spmm_sum(ctx.adj, t)
+            t.add_(g)
+        t.mul_(1.0 / (ctx.n_layers + 1))
+        if ctx.rows is not None:
+            (x,) = ctx.saved_tensors
+            t.index_add_(0, ctx.rows, x.index_select(0, ctx.rows) * (2.0 * grad_l2))
+        return None, t, None, None
+
+
 def lightgcn(adj: Tensor, x: Tensor, n_layers: int, symmetric: bool = False) -> Tensor:
     """Mean of ``G^l x`` over ``l = 0..n_layers``.
 
@@ -101,18 +146,36 @@ def lightgcn(adj: Tensor, x: Tensor, n_layers: int, symmetric: bool = False) -> 
         adj: normalised graph ``[N, N]`` (torch sparse).
         x: layer-0 embeddings ``[N, F]``.
         n_layers: number of propagation layers (``>= 0``).
-        symmetric: ``adj`` is symmetric (cheaper backward).
+        symmetric: ``adj`` is symmetric (one autograd node with a cheaper backward).
+    """
+    return lightgcn_l2(adj, x, n_layers, None, symmetric)[0]
+
+
+def lightgcn_l2(adj: Tensor, x: Tensor, n_layers: int, rows: Optional[Tensor],
+                symmetric: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+    """``(lightgcn(adj, x, n_layers), sum_{r in rows} ||x_r||^2)``: the LightGCN mean and
+    the squared norm of rows of its input (e.g. the L2 penalty of a batch's layer-0
+    embeddings), whose gradient is then added in place into the propagation's.
+
+    Args:
+        rows: LongTensor ``[R]`` (a repeated row counts once per occurrence), or None (then
+            the second value is None).
+        Others as in :func:`lightgcn`.
     """
     if n_layers < 0:
         raise ValueError(f"lightgcn: n_layers must be >= 0, got {n_layers}")
+    if symmetric and n_layers > 0:
+        out, l2 = _SymmetricLightGCN.apply(adj, x, n_layers, rows)
+        return out, (l2 if rows is not None else None)
+    l2 = x.index_select(0, rows).pow(2).sum() if rows is not None else None
     if n_layers == 0:
-        return x
+        return x, l2
     h = sparse_mm(adj, x, symmetric)
     out = x + h
     for _ in range(n_layers - 1):
         h = sparse_mm(adj, h, symmetric)
         out += h  # in place: out is not saved for backward
-    return out.mul_(1.0 / (n_layers + 1))
+    return out.mul_(1.0 / (n_layers + 1)), l2
 
 
 def smooth(adj: Tensor, x: Tensor, n_layers: int, symmetric: bool = False) -> Tensor:

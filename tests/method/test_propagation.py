@@ -8,6 +8,7 @@ from mmrec_plugin.method.graphs import bipartite_edge_index, knn_homogeneous
 from mmrec_plugin.method.propagation import (
     csr_rows,
     lightgcn,
+    lightgcn_l2,
     rows_mm,
     smooth,
     smooth_rows,
@@ -141,3 +142,25 @@ def test_rows_mm_value_and_gradient_match_dense():
     (got * g).sum().backward()
     (want * g).sum().backward()
     torch.testing.assert_close(x1.grad, x2.grad)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("layers", [0, 1, 2])
+def test_lightgcn_l2_value_and_gradient_match_dense(symmetric, layers):
+    ei, w, n = _graph(seed=5)
+    adj = to_torch_sparse((ei, w, n))
+    dense = torch.zeros(n, n, dtype=torch.float64)
+    dense[ei[0], ei[1]] = w.double()
+    rows = torch.tensor([0, 5, 5, 15])
+    x1 = torch.randn(n, 3, requires_grad=True)
+    x2 = x1.detach().double().requires_grad_(True)
+    out, l2 = lightgcn_l2(adj, x1, layers, rows, symmetric=symmetric)
+    want = torch.stack([torch.linalg.matrix_power(dense, l) @ x2 for l in range(layers + 1)]).mean(0)
+    want_l2 = sum(float(x2[r].pow(2).sum()) for r in rows.tolist())
+    torch.testing.assert_close(out.double(), want, rtol=1e-5, atol=1e-6)
+    assert float(l2) == pytest.approx(want_l2, rel=1e-5)
+    g = torch.randn(n, 3, dtype=torch.float64)
+    ((out.double() * g).sum() + 0.3 * l2).backward()
+    ((want * g).sum() + 0.3 * (x2[rows] ** 2).sum()).backward()
+    torch.testing.assert_close(x1.grad.double(), x2.grad, rtol=1e-5, atol=1e-6)
+    assert lightgcn_l2(adj, x1, layers, None, symmetric=symmetric)[1] is None
