@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import spmm
 
-__all__ = ["to_torch_sparse", "csr_rows", "transpose_csr", "rows_mm", "sparse_mm", "lightgcn", "lightgcn_l2",
+__all__ = ["to_torch_sparse", "channel_blocks", "csr_rows", "transpose_csr", "rows_mm", "sparse_mm", "lightgcn", "lightgcn_l2",
            "smooth", "smooth_rows"]
 
 
@@ -195,6 +195,44 @@ def smooth(adj: Tensor, x: Tensor, n_layers: int, symmetric: bool = False) -> Te
     for _ in range(n_layers):
         h = sparse_mm(adj, h, symmetric)
     return x + h
+
+
+class _ChannelBlocks(torch.autograd.Function):
+    """``[[u_t, u_v], [i_t, i_v]]`` written once into one ``[U + I, d_t + d_v]`` tensor; the
+    gradients are the four blocks of the output's gradient (views, no copies)."""
+
+    @staticmethod
+    def forward(ctx, u_t: Tensor, u_v: Tensor, i_t: Tensor, i_v: Tensor) -> Tensor:  # type: ignore[override]
+        n_u, d_t = u_t.shape
+        out = u_t.new_empty((n_u + i_t.shape[0], d_t + u_v.shape[1]))
+        out[:n_u, :d_t] = u_t
+        out[:n_u, d_t:] = u_v
+        out[n_u:, :d_t] = i_t
+        out[n_u:, d_t:] = i_v
+        ctx.n_u, ctx.d_t = n_u, d_t
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        n_u, d_t = ctx.n_u, ctx.d_t
+        return grad[:n_u, :d_t], grad[:n_u, d_t:], grad[n_u:, :d_t], grad[n_u:, d_t:]
+
+
+def channel_blocks(u_t: Tensor, u_v: Tensor, i_t: Tensor, i_v: Tensor) -> Tensor:
+    """The two-channel layer-0 matrix ``[[u_t, u_v], [i_t, i_v]]`` (users over items, text
+    channel left of visual), equal to ``torch.cat([torch.cat([u_t, u_v], 1),
+    torch.cat([i_t, i_v], 1)], 0)`` without the two intermediate copies.
+
+    Args:
+        u_t, u_v: ``[U, d_t]``, ``[U, d_v]``; i_t, i_v: ``[I, d_t]``, ``[I, d_v]``.
+    """
+    if u_t.shape[0] != u_v.shape[0] or i_t.shape[0] != i_v.shape[0] \
+            or u_t.shape[1] != i_t.shape[1] or u_v.shape[1] != i_v.shape[1]:
+        raise ValueError(
+            f"channel_blocks: block shapes do not fit: {tuple(u_t.shape)}, {tuple(u_v.shape)}, "
+            f"{tuple(i_t.shape)}, {tuple(i_v.shape)}"
+        )
+    return _ChannelBlocks.apply(u_t, u_v, i_t, i_v)
 
 
 def _csr(crow: Tensor, col: Tensor, val: Tensor, shape) -> Tensor:

@@ -53,7 +53,13 @@ from mmrec_plugin.method.losses import (
     synergy_bpr_loss,
 )
 from mmrec_plugin.method.pools import NEG_STRATEGIES, sample_candidate_pool, select_negatives
-from mmrec_plugin.method.propagation import lightgcn_l2, smooth, smooth_rows, to_torch_sparse
+from mmrec_plugin.method.propagation import (
+    channel_blocks,
+    lightgcn_l2,
+    smooth,
+    smooth_rows,
+    to_torch_sparse,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -306,8 +312,7 @@ class BRMRS(GeneralRecommender):
         if self.item_emb_t is not None:
             h_t = h_t + self.item_emb_t.weight
             h_v = h_v + self.item_emb_v.weight
-        users = torch.cat([self.user_emb_t.weight, self.user_emb_v.weight], dim=1)
-        return torch.cat([users, torch.cat([h_t, h_v], dim=1)], dim=0)
+        return channel_blocks(self.user_emb_t.weight, self.user_emb_v.weight, h_t, h_v)
 
     def forward(self, users=None):
         """``(p, q, x0)``: users ``[n_users, 2d]`` (or ``[B, 2d]`` for ``users`` LongTensor

@@ -6,6 +6,7 @@ import torch
 
 from mmrec_plugin.method.graphs import bipartite_edge_index, knn_homogeneous
 from mmrec_plugin.method.propagation import (
+    channel_blocks,
     csr_rows,
     lightgcn,
     lightgcn_l2,
@@ -164,3 +165,19 @@ def test_lightgcn_l2_value_and_gradient_match_dense(symmetric, layers):
     ((want * g).sum() + 0.3 * (x2[rows] ** 2).sum()).backward()
     torch.testing.assert_close(x1.grad.double(), x2.grad, rtol=1e-5, atol=1e-6)
     assert lightgcn_l2(adj, x1, layers, None, symmetric=symmetric)[1] is None
+
+
+def test_channel_blocks_equals_nested_cat_with_gradients():
+    parts = [torch.randn(4, 3), torch.randn(4, 2), torch.randn(5, 3), torch.randn(5, 2)]
+    a = [p.clone().requires_grad_(True) for p in parts]
+    b = [p.clone().requires_grad_(True) for p in parts]
+    got = channel_blocks(*a)
+    want = torch.cat([torch.cat([b[0], b[1]], 1), torch.cat([b[2], b[3]], 1)], 0)
+    assert torch.equal(got, want)
+    g = torch.randn(9, 5)
+    (got * g).sum().backward()
+    (want * g).sum().backward()
+    for x, y in zip(a, b):
+        assert torch.equal(x.grad, y.grad)
+    with pytest.raises(ValueError, match="do not fit"):
+        channel_blocks(parts[0], parts[1], parts[3], parts[2])
