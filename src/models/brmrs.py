@@ -373,7 +373,11 @@ class BRMRS(GeneralRecommender):
         qn_t, qn_v = self._split(q_b[1])
         s_t_pos, s_v_pos = (pu_t * qp_t).sum(-1), (pu_v * qp_v).sum(-1)
         need_fused = cfg["syn_weight"] > 0 or cfg["bpr_weight"] > 0
-        if need_fused:
+        if need_fused:  # (syn_weight > 0 implies need_fused)
+            s_t_neg_i, s_v_neg_i = (pu_t * qn_t).sum(-1), (pu_v * qn_v).sum(-1)
+        if need_fused and self.fusion.kind == "concat":  # <[a; b], [c; d]> = <a, c> + <b, d>
+            s_f_pos, s_f_neg = s_t_pos + s_v_pos, s_t_neg_i + s_v_neg_i
+        elif need_fused:
             pu_f = self.fusion(pu_t, pu_v)
             s_f_pos = (pu_f * self.fusion(qp_t, qp_v)).sum(-1)
             s_f_neg = (pu_f * self.fusion(qn_t, qn_v)).sum(-1)
@@ -384,8 +388,8 @@ class BRMRS(GeneralRecommender):
             s_v_neg = (pu_v * self._split(q_b[3])[1]).sum(-1)  # visual branch on its negative
             loss = loss + cfg["chns_weight"] * chns_loss(s_t_pos, s_t_neg, s_v_pos, s_v_neg)
         if cfg["syn_weight"] > 0:
-            d_t = s_t_pos - (pu_t * qn_t).sum(-1)
-            d_v = s_v_pos - (pu_v * qn_v).sum(-1)
+            d_t = s_t_pos - s_t_neg_i
+            d_v = s_v_pos - s_v_neg_i
             loss = loss + cfg["syn_weight"] * synergy_bpr_loss(
                 s_f_pos - s_f_neg, d_t, d_v, cfg["syn_margin"], cfg["syn_detach"]
             )

@@ -199,6 +199,35 @@ def test_pool_scores_sampled_product_equals_gathered_rows(tmp_path, monkeypatch)
     assert brmrs._cpu_sddmm_works()  # torch >= 1.13 has the CPU kernel: the fast path is taken
 
 
+@pytest.mark.parametrize("fusion", ["concat", "mean"])
+def test_loss_without_chns_equals_hand_computed_objective(tmp_path, fusion):
+    """bpr_weight * BPR(f) + syn_weight * Syn + reg_weight * ||x0 rows||^2 / B from explicit
+    fused vectors (concat: [p_t; p_v]), against calculate_loss (which adds s_t + s_v for
+    concat instead of building the vectors)."""
+    import torch.nn.functional as F
+
+    model, _ = _model(tmp_path, fusion=fusion, chns_weight=0.0, syn_weight=0.7, bpr_weight=0.4,
+                      reg_weight=0.01, syn_margin=0.2)
+    batch = torch.tensor([[0, 3, 3, 19], [1, 2, 5, 7], [4, 6, 8, 9]])
+    u, i, j = batch
+    loss = model.calculate_loss(batch)
+    with torch.no_grad():
+        p, q, x0 = model.forward()
+    d = model.dim
+    fuse = (lambda a, b: torch.cat([a, b], -1)) if fusion == "concat" else (lambda a, b: 0.5 * (a + b))
+    pf, qf = fuse(p[:, :d], p[:, d:]), fuse(q[:, :d], q[:, d:])
+    s = lambda pp, qq, rows: (pp[u] * qq[rows]).sum(-1)
+    d_f = s(pf, qf, i) - s(pf, qf, j)
+    d_t = s(p[:, :d], q[:, :d], i) - s(p[:, :d], q[:, :d], j)
+    d_v = s(p[:, d:], q[:, d:], i) - s(p[:, d:], q[:, d:], j)
+    bpr = F.softplus(-d_f).mean()
+    syn = F.softplus(-(d_f - torch.maximum(d_t, d_v) - 0.2)).mean()
+    rows = torch.cat([u, model.n_users + i, model.n_users + j])
+    reg = x0[rows].pow(2).sum() / 4
+    want = 0.4 * bpr + 0.7 * syn + 0.01 * reg
+    assert float(loss) == pytest.approx(float(want), rel=1e-5)
+
+
 def test_chns_gradient_uses_other_branch_negative(tmp_path):
     """Under cross, the text branch's loss term is computed on j_v: the gradient on the text
     item input of j_v is non-zero while j_t (if different) only gets visual gradient."""
