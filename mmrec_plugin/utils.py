@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import sys
 import tempfile
@@ -11,7 +12,7 @@ from typing import Any, Iterator
 from mmrec_plugin.errors import ConfigError
 
 __all__ = ["cfg_get", "config_number", "atomic_path", "atomic_write_bytes", "atomic_write_text",
-           "tune_allocator"]
+           "tune_allocator", "has_csr_sum_kernel"]
 
 
 def cfg_get(config, key: str, default: Any = None) -> Any:
@@ -121,3 +122,22 @@ def tune_allocator() -> bool:
     ok_mmap = mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) == 1
     ok_trim = mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1
     return ok_mmap and ok_trim
+
+
+@functools.lru_cache(maxsize=None)
+def has_csr_sum_kernel() -> bool:
+    """Whether ``torch.sparse.mm(csr, dense, "sum")`` (torch's CPU reduction kernel for CSR
+    products, torch >= 2.0) works here; older torch takes the default path."""
+    import warnings
+
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            a = torch.sparse_csr_tensor(torch.tensor([0, 1, 2]), torch.tensor([1, 0]),
+                                        torch.tensor([2.0, 3.0]), size=(2, 2))
+            out = torch.sparse.mm(a, torch.tensor([[1.0], [10.0]]), "sum")
+        return out.flatten().tolist() == [20.0, 3.0]
+    except (TypeError, RuntimeError, NotImplementedError):
+        return False

@@ -44,3 +44,12 @@ def test_tune_allocator_applies_on_glibc_and_can_be_switched_off(monkeypatch):
         has_mallopt = False
     assert tune_allocator() is has_mallopt
     assert tune_allocator() is has_mallopt  # idempotent
+
+
+def test_has_csr_sum_kernel_matches_torch_version():
+    import torch
+
+    from mmrec_plugin.utils import has_csr_sum_kernel
+
+    major = int(torch.__version__.split(".")[0])
+    assert has_csr_sum_kernel() is (major >= 2)

@@ -35,6 +35,8 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import spmm
 
+from mmrec_plugin.utils import has_csr_sum_kernel
+
 __all__ = ["to_torch_sparse", "channel_blocks", "csr_rows", "transpose_csr", "rows_mm", "sparse_mm", "lightgcn", "lightgcn_l2",
            "smooth", "smooth_rows"]
 
@@ -64,11 +66,11 @@ def to_torch_sparse(adj, device=None) -> Tensor:
 def _spmm_sum(adj: Tensor, x: Tensor) -> Tensor:
     """``adj @ x`` without autograd. On CPU with a CSR ``adj`` this is the row-parallel
     reduction kernel (``torch.sparse.mm(adj, x, "sum")``, PyG's ``spmm_reduce`` upstreamed
-    into PyTorch), which writes its output once; ``torch_geometric.utils.spmm`` sends
-    ``reduce='sum'`` to the MKL path, which zero-fills and copies a temporary of the
-    output's size on every call (about 2x the CPU time on Baby). Elsewhere (CUDA, COO):
-    ``torch_geometric.utils.spmm``."""
-    if adj.layout == torch.sparse_csr and not adj.is_cuda and not x.is_cuda:
+    into PyTorch); ``torch_geometric.utils.spmm`` sends ``reduce='sum'`` to the MKL path,
+    which on top of its product copies an ``[N, F]`` tensor per call (profiled; the
+    reduce kernel took half the CPU time, page faults included, on Baby). Elsewhere (CUDA, COO):
+    ``torch_geometric.utils.spmm`` (also on a torch < 2.0 without the reduce kernel)."""
+    if adj.layout == torch.sparse_csr and not adj.is_cuda and not x.is_cuda and has_csr_sum_kernel():
         return torch.sparse.mm(adj, x, "sum")
     return spmm(adj, x, reduce="sum")
 

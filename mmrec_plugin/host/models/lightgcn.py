@@ -30,7 +30,7 @@ import torch.nn as nn
 
 from mmrec_plugin.host.abstract_recommender import GeneralRecommender
 from mmrec_plugin.host.models.bpr import bpr_loss, embedding_norm_reg
-from mmrec_plugin.utils import config_number
+from mmrec_plugin.utils import config_number, has_csr_sum_kernel
 
 
 def normalized_bipartite_adjacency(inter: sp.spmatrix) -> sp.csr_matrix:
@@ -59,10 +59,9 @@ def normalized_bipartite_adjacency(inter: sp.spmatrix) -> sp.csr_matrix:
 
 
 def _mm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``adj @ x``; on CPU with a CSR ``adj``, torch's row-parallel reduction kernel, which
-    writes the output once (the default MKL path zero-fills and copies a temporary of the
-    output's size on every call)."""
-    if adj.layout == torch.sparse_csr and not adj.is_cuda and not x.is_cuda:
+    """``adj @ x``; on CPU with a CSR ``adj`` (torch >= 2.0), torch's row-parallel reduction
+    kernel (the default MKL path also copies an ``[N, d]`` tensor per call)."""
+    if adj.layout == torch.sparse_csr and not adj.is_cuda and not x.is_cuda and has_csr_sum_kernel():
         return torch.sparse.mm(adj, x, "sum")
     return torch.sparse.mm(adj, x)
 
