@@ -79,10 +79,19 @@ def _cpu_sddmm_works() -> bool:
 
 _HAS_CPU_SDDMM = _cpu_sddmm_works()
 
+
+def _cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AMX or AVX512-BF16); unknown: True."""
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    checks = [c for c in checks if callable(c)]
+    return not checks or any(c() for c in checks)
+
 #: Every key BRMRS reads, with its default (mirrors configs/model/BRMRS.yaml).
 DEFAULTS = {
     "embedding_size": 64,
     "feat_dropout": 0.0,
+    "proj_bf16": False,
     "item_id_in_channels": True,
     "n_ui_layers": 2,
     "n_ii_layers": 1,
@@ -184,7 +193,7 @@ def read_config(config) -> dict:
             f"neg_strategy: unknown value {c['neg_strategy']!r}"
             f"{did_you_mean(str(c['neg_strategy']), NEG_STRATEGIES)}; allowed: {', '.join(NEG_STRATEGIES)}"
         )
-    for key in ("item_id_in_channels", "syn_detach", "graph_cache"):
+    for key in ("item_id_in_channels", "syn_detach", "graph_cache", "proj_bf16"):
         if not isinstance(c[key], (bool, np.bool_)):
             raise ConfigError(f"{key}: expected True or False, got {c[key]!r}")
         c[key] = bool(c[key])
@@ -233,9 +242,14 @@ class BRMRS(GeneralRecommender):
         self.score_dim = self.fusion.out_dim
 
         # -- derived tensors (non-persistent buffers: .to(device) moves them) -------------
+        self._build_graphs(config, inter, t_feat, v_feat)
+        if cfg["proj_bf16"]:  # the projections' input, kept in bfloat16 (half the memory)
+            t_feat, v_feat = t_feat.to(torch.bfloat16), v_feat.to(torch.bfloat16)
+            if self.device.type == "cpu" and not _cpu_has_native_bf16():
+                logger.warning("proj_bf16: this CPU has no AMX / AVX512-BF16, so bfloat16 "
+                               "projections are emulated and slower than float32; set proj_bf16 False")
         self.register_buffer("feat_t", t_feat, persistent=False)
         self.register_buffer("feat_v", v_feat, persistent=False)
-        self._build_graphs(config, inter, t_feat, v_feat)
 
         self._eval_cache = None
         self.reset_parameters()
@@ -307,8 +321,14 @@ class BRMRS(GeneralRecommender):
     def layer0(self):
         """Layer-0 embeddings ``[n_users + n_items, 2d]`` (text channel first, then visual)."""
         p = self.cfg["feat_dropout"]
-        h_t = self.proj_t(F.dropout(self.feat_t, p, self.training))
-        h_v = self.proj_v(F.dropout(self.feat_v, p, self.training))
+        if self.cfg["proj_bf16"]:  # bfloat16 products, float32 results and weights
+            with torch.autocast(self.feat_t.device.type, dtype=torch.bfloat16):
+                h_t = self.proj_t(F.dropout(self.feat_t, p, self.training))
+                h_v = self.proj_v(F.dropout(self.feat_v, p, self.training))
+            h_t, h_v = h_t.float(), h_v.float()
+        else:
+            h_t = self.proj_t(F.dropout(self.feat_t, p, self.training))
+            h_v = self.proj_v(F.dropout(self.feat_v, p, self.training))
         if self.item_emb_t is not None:
             h_t = h_t + self.item_emb_t.weight
             h_v = h_v + self.item_emb_v.weight

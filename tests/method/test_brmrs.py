@@ -106,6 +106,7 @@ def test_yaml_declares_every_key_with_the_model_defaults():
     ("ii_knn_k", 0, "ii_knn_k"),
     ("modality_weights", [1.0], "modality_weights"),
     ("syn_detach", "yes", "syn_detach"),
+    ("proj_bf16", 1, "proj_bf16"),
     ("reg_weight", [0.1, 0.2], "reg_weight"),
 ])
 def test_config_errors_name_the_key(key, value, needle):
@@ -226,6 +227,25 @@ def test_loss_without_chns_equals_hand_computed_objective(tmp_path, fusion):
     reg = x0[rows].pow(2).sum() / 4
     want = 0.4 * bpr + 0.7 * syn + 0.01 * reg
     assert float(loss.detach()) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_proj_bf16_layer0_close_to_float32_and_trains(tmp_path):
+    """proj_bf16 keeps the features in bfloat16 and projects under autocast: the layer-0
+    embeddings stay float32 and within bfloat16 rounding of the float32 model's, and the
+    projection weights get float32 gradients."""
+    ref, _ = _model(tmp_path)
+    low, _ = _model(tmp_path, proj_bf16=True)
+    low.load_state_dict(ref.state_dict())
+    assert low.feat_t.dtype == torch.bfloat16 and low.feat_v.dtype == torch.bfloat16
+    with torch.no_grad():
+        x_ref, x_low = ref.layer0(), low.layer0()
+    assert x_low.dtype == torch.float32
+    torch.testing.assert_close(x_low, x_ref, rtol=2e-2, atol=2e-2)
+    assert not torch.equal(x_low, x_ref)  # the bfloat16 path was taken
+    loss = low.calculate_loss(torch.tensor([[0, 3, 7], [1, 2, 5], [4, 6, 8]]))
+    loss.backward()
+    assert low.proj_v.weight.grad.dtype == torch.float32
+    assert torch.isfinite(low.proj_v.weight.grad).all() and low.proj_v.weight.grad.abs().sum() > 0
 
 
 def test_chns_gradient_uses_other_branch_negative(tmp_path):
