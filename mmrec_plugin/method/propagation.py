@@ -15,11 +15,14 @@ of ``G`` in ``R`` (:func:`csr_rows`), not the whole graph.
 The graph is an argument (a torch sparse CSR or COO tensor, or a scipy sparse matrix that
 is converted with :func:`to_torch_sparse`). Products use ``torch_geometric.utils.spmm``
 with ``reduce='sum'``, which runs on CPU and CUDA without pyg-lib, torch-scatter or
-torch-sparse.
+torch-sparse; on CPU, a CSR product goes to the reduction kernel that PyG contributed to
+torch (``torch.sparse.mm(G, X, "sum")``) instead of the MKL path ``spmm`` picks for
+``'sum'`` (half the CPU time on Baby; :func:`_spmm_sum`).
 
 ``symmetric=True`` declares ``G = G^T`` (true for every graph BR-MRS builds): the backward
 pass then multiplies by ``G`` itself instead of transposing a sparse CSR tensor, which is
-noticeably cheaper on CPU. The result and its gradient are the same.
+noticeably cheaper on CPU, and :func:`lightgcn` / :func:`lightgcn_l2` run as one autograd
+node (:class:`_SymmetricLightGCN`). The result and its gradient are the same.
 
 Shapes:
     adj ``[N, N]`` sparse, x ``[N, F]`` -> ``[N, F]``.
@@ -37,8 +40,8 @@ from torch_geometric.utils import spmm
 
 from mmrec_plugin.utils import has_csr_sum_kernel
 
-__all__ = ["to_torch_sparse", "channel_blocks", "csr_rows", "transpose_csr", "rows_mm", "sparse_mm", "lightgcn", "lightgcn_l2",
-           "smooth", "smooth_rows"]
+__all__ = ["to_torch_sparse", "channel_blocks", "csr_rows", "transpose_csr", "rows_mm", "sparse_mm",
+           "lightgcn", "lightgcn_l2", "smooth", "smooth_rows"]
 
 
 def to_torch_sparse(adj, device=None) -> Tensor:
