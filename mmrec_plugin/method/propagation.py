@@ -40,7 +40,7 @@ from torch_geometric.utils import spmm
 
 from mmrec_plugin.utils import has_csr_sum_kernel
 
-__all__ = ["to_torch_sparse", "channel_blocks", "csr_rows", "transpose_csr", "rows_mm", "sparse_mm",
+__all__ = ["to_torch_sparse", "channel_blocks", "csr_rows", "transpose_csr", "sparse_mm",
            "lightgcn", "lightgcn_l2", "smooth", "smooth_rows"]
 
 
@@ -78,25 +78,29 @@ def _spmm_sum(adj: Tensor, x: Tensor) -> Tensor:
     return spmm(adj, x, reduce="sum")
 
 
-class _SymmetricSpmm(torch.autograd.Function):
-    """``G x`` for a symmetric ``G``: the gradient w.r.t. ``x`` is ``G^T g = G g``."""
+class _CsrSpmm(torch.autograd.Function):
+    """``G x`` for a sparse CSR ``G``; the gradient w.r.t. ``x`` is ``G^T g``: ``G g`` itself
+    when ``G`` is symmetric, else a product with :func:`transpose_csr` (cheaper on CPU than
+    autograd's own CSC-to-CSR conversion followed by the MKL product)."""
 
     @staticmethod
-    def forward(ctx, adj: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.adj = adj
+    def forward(ctx, adj: Tensor, x: Tensor, symmetric: bool) -> Tensor:  # type: ignore[override]
+        ctx.adj, ctx.symmetric = adj, symmetric
         return _spmm_sum(adj, x)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        return None, _spmm_sum(ctx.adj, grad.contiguous())
+        adj_t = ctx.adj if ctx.symmetric else transpose_csr(ctx.adj)
+        return None, _spmm_sum(adj_t, grad.contiguous()), None
 
 
 def sparse_mm(adj: Tensor, x: Tensor, symmetric: bool = False) -> Tensor:
-    """``adj @ x`` with torch-geometric's ``spmm``. ``symmetric`` as in the module docstring."""
-    if symmetric and x.requires_grad:
-        return _SymmetricSpmm.apply(adj, x)
+    """``adj @ x`` (:func:`_spmm_sum`), differentiable in ``x`` (:class:`_CsrSpmm` for a CSR
+    ``adj``). ``symmetric`` as in the module docstring."""
     if not x.requires_grad:
         return _spmm_sum(adj, x)
+    if adj.layout == torch.sparse_csr:
+        return _CsrSpmm.apply(adj, x, symmetric)
     return spmm(adj, x, reduce="sum")
 
 
@@ -294,29 +298,6 @@ def transpose_csr(m: Tensor) -> Tensor:
     return _csr(new_crow, row_of[order], val[order], (n_cols, n_rows))
 
 
-class _RowsSpmm(torch.autograd.Function):
-    """``S x`` for a (small) sparse CSR ``S``; the gradient w.r.t. ``x`` is ``S^T g``,
-    with ``S^T`` built by :func:`transpose_csr` (cheaper on CPU than autograd's own
-    CSC-to-CSR conversion followed by the MKL product)."""
-
-    @staticmethod
-    def forward(ctx, sub: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.sub = sub
-        return _spmm_sum(sub, x)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        return None, _spmm_sum(transpose_csr(ctx.sub), grad.contiguous())
-
-
-def rows_mm(sub: Tensor, x: Tensor) -> Tensor:
-    """``sub @ x`` for a sparse CSR ``sub`` (e.g. from :func:`csr_rows`), differentiable in
-    ``x``."""
-    if x.requires_grad:
-        return _RowsSpmm.apply(sub, x)
-    return _spmm_sum(sub, x)
-
-
 def smooth_rows(adj: Tensor, x: Tensor, n_layers: int, rows: Tensor, symmetric: bool = False) -> Tensor:
     """``(x + adj^L x)[rows]`` without propagating the rows that are not asked for in the
     last layer.
@@ -340,8 +321,8 @@ def smooth_rows(adj: Tensor, x: Tensor, n_layers: int, rows: Tensor, symmetric: 
     if n_layers == 0:
         return x.index_select(0, rows)
     if n_layers == 1:
-        return rows_mm(csr_rows(adj, rows, add_self=True), x)
+        return sparse_mm(csr_rows(adj, rows, add_self=True), x)
     h = x
     for _ in range(n_layers - 1):
         h = sparse_mm(adj, h, symmetric)
-    return x.index_select(0, rows) + rows_mm(csr_rows(adj, rows), h)
+    return x.index_select(0, rows) + sparse_mm(csr_rows(adj, rows), h)
