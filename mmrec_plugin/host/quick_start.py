@@ -100,8 +100,14 @@ def data_fingerprint(config) -> str:
     """sha256 over the dataset's interaction file and feature files (those that exist)."""
     folder = os.path.join(config["data_path"], config["dataset"])
     h = hashlib.sha256()
-    for key in ("inter_file_name", "vision_feature_file", "text_feature_file"):
-        name = config.get(key)
+    from mmrec_plugin.host.dataset import feature_files
+
+    names = [("inter_file_name", config.get("inter_file_name"))]
+    if config.get("feature_files") is None:  # (keeps the fingerprints of existing results)
+        names += [(k, config.get(k)) for k in ("vision_feature_file", "text_feature_file")]
+    else:
+        names += [(f"feature_files.{m}", f) for m, f in sorted(feature_files(config).items())]
+    for key, name in names:
         if not name:
             continue
         path = os.path.join(folder, str(name))
