@@ -24,7 +24,9 @@ import scipy.sparse as sp
 
 from mmrec_plugin.store import Store, digest
 
-from .graphs import binarize, knn_homogeneous
+from mmrec_plugin.sparse import binarize
+
+from .graphs import knn_homogeneous
 
 __all__ = ["CODE_VERSION", "cache_dir", "graph_key", "cached_csr", "cached_knn_graph"]
 

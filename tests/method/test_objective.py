@@ -98,7 +98,7 @@ def test_scorers_and_fused_pairs_give_the_same_terms():
     got = []
     for br, f in ((pairs, None), (scorers, None), (pairs, fused)):
         torch.manual_seed(3)
-        got.append({k: float(v) for k, v in obj(users, pos, neg, br, fused=f).items()})
+        got.append({k: float(v.detach()) for k, v in obj(users, pos, neg, br, fused=f).items()})
     for other in got[1:]:
         assert other == pytest.approx(got[0], rel=1e-6)
 
