@@ -222,9 +222,10 @@ def study_variants(name: str, defaults: Optional[Dict] = None) -> Dict[str, Dict
 
 # ------------------------------------------------------------------------- running
 def _default_runner(model: str, dataset: str, config_dict: Dict) -> None:
+    from mmrec_plugin.analysis.rerun import record_analysis
     from mmrec_plugin.host.quick_start import quick_start
 
-    quick_start(model, dataset, config_dict=config_dict, save_model=True)
+    quick_start(model, dataset, config_dict=config_dict, save_model=True, analyze=record_analysis)
 
 
 def results_json_path(results_dir: str, model: str, dataset: str) -> str:
@@ -325,7 +326,7 @@ def run_gamma_sweep(
         k: cutoff of the per-type recall.
         runner / generate / analyze: injection points for tests (defaults: host
             ``quick_start``, :func:`mmrec_plugin.data.synthetic` generator, and
-            :func:`mmrec_plugin.analysis.cli.analyze_results` on the best combination).
+            :func:`mmrec_plugin.analysis.rerun.analyze_results` on the best combination).
 
     Returns:
         ``{"k", "gammas", "rows": [{"gamma_s", "dataset", "variant", "results",
@@ -372,7 +373,7 @@ def _sweep_row(gamma, name, variant, path, k, data_dir, analyze) -> Dict:
                 if (best.get("analysis") or {}).get("k") == k else None)
     if per_type is None:
         if analyze is None:
-            from mmrec_plugin.analysis.cli import analyze_results
+            from mmrec_plugin.analysis.rerun import analyze_results
 
             def analyze(p):
                 return analyze_results(p, combination="best", k=k, data_path=data_dir)

@@ -366,7 +366,7 @@ def generate(out_dir: os.PathLike, name: str, n_users: int = 1000, n_items: int 
         ConfigError: a bad parameter (named). DataError: the target exists (without
         ``overwrite``).
     """
-    _check_name(name)
+    files.check_name(name)
     target = Path(out_dir) / name
     if target.exists() and not overwrite:
         raise DataError(f"{target} already exists; choose another --name/--out or pass --force")
@@ -447,8 +447,3 @@ def read_types(folder: os.PathLike, name: Optional[str] = None) -> Dict[str, np.
         raise DataError(f"{path}, line {int(bad[0]) + 2}: type {table[bad[0], 2]!r}; "
                         f"accepted: {', '.join(TYPES)}")
     return {"users": users, "items": items, "types": table[:, 2].astype(str), "codes": codes}
-
-
-def _check_name(name: str) -> None:
-    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
-        raise ConfigError(f"dataset name {name!r}: need a plain folder name (no '/', not hidden)")
