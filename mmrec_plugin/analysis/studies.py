@@ -3,7 +3,7 @@
 Every study is a set of config overrides (``hyper_parameters`` lists, MMRec semantics) for
 the BRMRS model, run by the host's grid search; every finished combination of a model with
 ``branch_scores`` records its subset analysis next to its metrics, so a sweep's subset ratios
-come for free. Presets (SPEC sections 3, 6, 7; paper Fig. 1, Table 2, Sections 5.4-5.6):
+come for free. Presets (docs/METHOD.md; paper Fig. 1, Table 2, Sections 5.4-5.6):
 
 ============== ======= =================================================================
 study          data    grid
@@ -110,12 +110,12 @@ STUDIES: Dict[str, Dict] = {
         },
     },
     "synthetic": {
-        "description": "SPEC 7: per-type recall of BRMRS vs plain fused BPR on the demo data",
+        "description": "synthetic data: per-type recall of BRMRS vs plain fused BPR on the demo data",
         "dataset": "demo",
         "variants": {"brmrs": {}, "fused_bpr": dict(FUSED_BPR)},
     },
     "gamma_sweep": {
-        "description": "SPEC 7: sweep of the generator's gamma_s, BRMRS vs fused BPR (run_gamma_sweep)",
+        "description": "synthetic data: sweep of the generator's gamma_s, BRMRS vs fused BPR (run_gamma_sweep)",
         "dataset": "demo",
         "variants": {"brmrs": {}, "fused_bpr": dict(FUSED_BPR)},
         "gammas": [0.0, 0.5, 1.0, 2.0, 4.0],

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.required = True
 
     g = sub.add_parser("generate", help="generate a synthetic dataset with known pair types "
-                       "(SPEC section 7)", description="Generate a synthetic multimodal dataset in "
+                       "(docs/METHOD.md, Synthetic data)", description="Generate a synthetic multimodal dataset in "
                        "MMRec's layout, with the ground-truth type of every interaction.")
     g.add_argument("--name", help="dataset name (default: demo for --size demo, else synth-SIZE)")
     g.add_argument("--out", default="data", metavar="DATA_DIR",

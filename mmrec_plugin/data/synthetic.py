@@ -1,4 +1,4 @@
-"""Synthetic multimodal recommendation data with a known information structure (SPEC section 7).
+"""Synthetic multimodal recommendation data with a known information structure (docs/METHOD.md, "Synthetic data").
 
 Items carry four latent blocks, each ``z_* ~ N(0, I_k)``: text-unique ``z_t``, visual-unique
 ``z_v``, synergy ``z_s`` and redundant ``z_r``. The two modalities are

@@ -1,4 +1,4 @@
-"""Graph cache in the LMDB :class:`~mmrec_plugin.store.Store` (SPEC section 2, DESIGN "Store").
+"""Graph cache in the LMDB :class:`~mmrec_plugin.store.Store` (docs/METHOD.md "Graphs", DESIGN "Store").
 
 A graph is stored under ``graph/<kind>/<digest>`` where the digest covers everything the
 graph depends on: the binarised training matrix, every feature array, the modality weights,
