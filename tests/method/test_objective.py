@@ -116,3 +116,6 @@ def test_zero_weights_drop_terms_and_defaults_come_from_the_yaml():
         BRObjective(train, {"pool_size": 0})
     with pytest.raises(TypeError, match="embedding_size"):
         BRObjective(train, embedding_size=3)
+    # another model's config: only the objective's keys are read (its reg_weight grid is not ours)
+    other = BRObjective(train, {"reg_weight": [0.0, 1e-5], "n_layers": 2, "syn_weight": [0.5]})
+    assert other.syn_weight == 0.5 and other.chns_weight == BRMRSConfig().chns_weight
