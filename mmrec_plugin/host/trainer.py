@@ -1,8 +1,9 @@
 """The training loop, evaluation and early stopping (MMRec's Trainer, stricter).
 
 Per epoch: ``model.train()``, ``model.pre_epoch_processing()``, then for each batch
-``loss = model.calculate_loss(batch)`` (a tuple is summed; with ``model.loss_names`` each term's epoch
-sum is logged and kept in ``history[e]["terms"]``), backward, optional gradient
+``loss = model.calculate_loss(batch)`` (a tuple is summed; a model that leaves its named loss
+terms in ``model.last_loss_terms`` gets each term's epoch sum logged and kept in
+``history[e]["terms"]``), backward, optional gradient
 clipping (``clip_grad_norm``), an optimiser step; then ``model.post_epoch_processing()``
 (a returned string is logged) and one step of the learning-rate schedule
 ``lr_epoch = learning_rate * a ** (epoch / b)`` for ``learning_rate_scheduler = [a, b]``.
@@ -139,18 +140,21 @@ class Trainer:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def _train_epoch(self, train_data, epoch: int) -> float:
-        """The epoch's summed loss; a model returning a tuple of loss terms with names in
-        ``model.loss_names`` also gets their per-epoch sums in ``self.last_terms``."""
+        """The epoch's summed loss; for a model that leaves ``{name: scalar}`` in
+        ``model.last_loss_terms`` after each ``calculate_loss``, their per-epoch sums go to
+        ``self.last_terms``."""
         self.model.train()
         self.model.pre_epoch_processing()
         total = 0.0
-        parts = None
+        parts, names = None, None
         for batch_idx, interaction in enumerate(train_data):
             self.optimizer.zero_grad()
             losses = self.model.calculate_loss(interaction)
-            if isinstance(losses, (tuple, list)):
-                step = torch.stack([t.detach().reshape(()) for t in losses])
-                parts = step if parts is None or parts.shape != step.shape else parts + step
+            named = getattr(self.model, "last_loss_terms", None)
+            if isinstance(named, dict) and named:
+                step = torch.stack([torch.as_tensor(v).detach().reshape(()).float() for v in named.values()])
+                same = parts is not None and tuple(named) == names
+                parts, names = (parts + step if same else step), tuple(named)
             loss = sum(losses) if isinstance(losses, (tuple, list)) else losses
             value = float(loss.detach())
             if not math.isfinite(value):
@@ -164,9 +168,7 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
             self.optimizer.step()
             total += value
-        names = getattr(self.model, "loss_names", None)
-        self.last_terms = (dict(zip(names, parts.tolist()))
-                           if parts is not None and names is not None and len(names) == len(parts) else None)
+        self.last_terms = dict(zip(names, parts.tolist())) if parts is not None else None
         return total
 
     @torch.no_grad()

@@ -17,7 +17,7 @@ any MMRec-style model calls it from ``calculate_loss`` in a few lines::
     terms = self.br(users, pos, neg,
                     branches={"text": (u_t[users], i_t), "visual": (u_v[users], i_v)},
                     fused=(u_f[users], i_f))     # or None: s_f = s_text + s_visual (concat fusion)
-    return sum(terms.values())                   # or tuple(terms.values()): MMRec logs each term
+    return sum(terms.values())
 
 Branches. ``branches`` maps a modality name to either
 

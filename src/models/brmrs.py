@@ -61,11 +61,11 @@ class BRMRS(GeneralRecommender):
             upgrade_v01_state_dict(state, prefix, prefix + "net.")
 
     def calculate_loss(self, interaction):
-        """The named weighted terms as a tuple (MMRec's trainer sums and logs each part);
-        their names are ``self.loss_names``."""
+        """The loss (a scalar: MMRec's trainer logs a tuple without its epoch line); the named
+        weighted terms stay in ``self.last_loss_terms`` (the host's trainer logs them)."""
         terms = self.net.loss_terms(interaction[0], interaction[1], interaction[2])
-        self.loss_names = tuple(terms)
-        return tuple(terms.values())
+        self.last_loss_terms = {k: v.detach() for k, v in terms.items()}
+        return sum(terms.values())
 
     def full_sort_predict(self, interaction):
         return self.net.full_sort_predict(interaction[0])
