@@ -278,6 +278,10 @@ def resolve_variants(model: str, dataset: str, variants: Dict[str, Dict], common
                 raise ConfigError(f"variant {name}: {vmodel} on {dataset} has no config key "
                                   f"'{key}'{did_you_mean(key, known)}")
         overrides = {k: v for k, v in common.items() if k in known or k == "hyper_parameters"}
+        dropped = sorted(set(common) - set(overrides))
+        if dropped:
+            logger.info("variant %s: %s does not know --set %s; not applied", name, vmodel,
+                        ", ".join(dropped))
         overrides.update(given)
         try:
             config = Config(vmodel, dataset, config_dict={**base, **overrides})
@@ -689,7 +693,7 @@ def plots(result: Dict, out_dir: str, notes: List[str]) -> List[str]:
             for x, m in zip(xs, metrics):
                 vals = [(r["test"] or {}).get(m) for r in runs.values()]
                 vals = [v for v in vals if v is not None]
-                ax.plot([x] * len(vals), vals, "k.", ms=3)
+                ax.plot([x] * len(vals), vals, "k.", ms=5, zorder=3)
         ax.set_xticks(np.arange(len(metrics)))
         ax.set_xticklabels([f"test {m}" for m in metrics])
         ax.set_ylabel("mean ± sd over seeds")

@@ -158,6 +158,11 @@ def test_compare_end_to_end(demo_compare, capsys):
     res = root / "res"
     assert "| default (baseline) | BRMRS | 2/2 |" in printed
     assert (res / "compare.md").read_text().strip() in printed
+    try:
+        import matplotlib  # noqa: F401
+        assert (res / "compare_metrics.png").is_file() and (res / "compare_paired.png").is_file()
+    except ImportError:
+        assert "note: PNG plots need matplotlib" in printed
     result = json.loads((res / "compare.json").read_text())
     assert result["missing"] == [] and result["baseline"] == "default"
     for name, model in (("default", "BRMRS"), ("lgcn", "LightGCN")):
