@@ -838,6 +838,7 @@ def _spawn_workers(args, n: int) -> List[subprocess.Popen]:
 def run(args) -> int:
     from mmrec_plugin.analysis.report import write_text_atomic
     from mmrec_plugin.host.config import Config, valid_metric_key
+    from mmrec_plugin.host.quick_start import write_json_atomic
 
     st = _settings(args)
     metrics = [m.lower() for m in args.metrics]
@@ -873,8 +874,6 @@ def run(args) -> int:
                           boot_seed=args.bootstrap_seed, missing=missing,
                           command=["mmrec-plugin"] + command_line(args))
     out = args.out or root
-    from mmrec_plugin.host.quick_start import write_json_atomic
-
     written = [os.path.join(out, "compare.json")]
     write_json_atomic(written[0], result)
     text = markdown(result)
