@@ -28,7 +28,8 @@ import scipy.sparse as sp
 
 from mmrec_plugin.method.graphs import binarize, knn_homogeneous
 
-__all__ = ["holdout_split", "knn_probe_recall", "weight_candidates", "choose_graph_weights"]
+__all__ = ["holdout_split", "knn_probe_recall", "weight_candidates", "choose_graph_weights",
+           "cached_graph_weights"]
 
 
 def holdout_split(inter, frac: float = 0.1, seed: int = 0) -> Tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -114,3 +115,38 @@ def choose_graph_weights(inter, feats: Sequence[np.ndarray], k: int,
         if recall > best_recall:
             best, best_recall = (alpha, tuple(betas)), recall
     return best, scores
+
+
+def cached_graph_weights(path, inter, feats: Sequence[np.ndarray], k: int,
+                         candidates: Sequence[Tuple[float, Sequence[float]]],
+                         frac: float = 0.1, seed: int = 0) -> Tuple[Tuple[float, Tuple[float, ...]], List[Dict]]:
+    """:func:`choose_graph_weights` through the graph cache at ``path`` (``None``: no cache),
+    keyed by every input; an unusable cache only costs the probe."""
+    from mmrec_plugin.method.cache import CODE_VERSION
+    from mmrec_plugin.store import Store, digest
+
+    rows = binarize(inter)
+    feats = [np.ascontiguousarray(np.asarray(f, dtype=np.float32)) for f in feats]
+    cands = [(float(a), tuple(float(b) for b in bs)) for a, bs in candidates]
+    key = "probe/" + digest(CODE_VERSION, "probe-1", rows, feats, int(k), [list(c) for c in cands],
+                            float(frac), int(seed))
+    store = None
+    if path is not None:
+        try:
+            store = Store(path)
+            hit = store.get_json(key)
+            if hit is not None:
+                return (float(hit["best"][0]), tuple(hit["best"][1])), hit["scores"]
+        except Exception:  # unusable cache: probe without it
+            store = None
+    try:
+        best, scores = choose_graph_weights(rows, feats, k, cands, frac, seed)
+        if store is not None:
+            try:
+                store.put_json(key, {"best": [best[0], list(best[1])], "scores": scores})
+            except Exception:
+                pass
+        return best, scores
+    finally:
+        if store is not None:
+            store.close()

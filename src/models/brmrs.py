@@ -52,6 +52,7 @@ from mmrec_plugin.method.losses import (
     orthogonality,
     synergy_bpr_loss,
 )
+from mmrec_plugin.method.probe import cached_graph_weights, weight_candidates
 from mmrec_plugin.method.pools import HARDNESS, NEG_STRATEGIES, sample_candidate_pool, select_negatives
 from mmrec_plugin.method.propagation import (
     channel_blocks,
@@ -185,14 +186,17 @@ def read_config(config) -> dict:
     number("nce_temperature", float, 0.0, lo_open=True)
     number("knn_block_size", int, 1)
     mw = c["modality_weights"]
-    if not isinstance(mw, (list, tuple)) or len(mw) != 2:
-        raise ConfigError(f"modality_weights: expected a list [beta_v, beta_t] of two numbers, got {mw!r}")
-    try:
-        c["modality_weights"] = [float(mw[0]), float(mw[1])]
-    except (TypeError, ValueError):
-        raise ConfigError(f"modality_weights: expected two numbers [beta_v, beta_t], got {mw!r}") from None
-    if min(c["modality_weights"]) < 0:
-        raise ConfigError(f"modality_weights: weights must be >= 0, got {mw!r}")
+    if mw == "auto":
+        pass
+    elif not isinstance(mw, (list, tuple)) or len(mw) != 2:
+        raise ConfigError(f"modality_weights: expected a list [beta_v, beta_t] of two numbers or auto, got {mw!r}")
+    else:
+        try:
+            c["modality_weights"] = [float(mw[0]), float(mw[1])]
+        except (TypeError, ValueError):
+            raise ConfigError(f"modality_weights: expected two numbers [beta_v, beta_t] or auto, got {mw!r}") from None
+        if min(c["modality_weights"]) < 0:
+            raise ConfigError(f"modality_weights: weights must be >= 0, got {mw!r}")
     if c["fusion"] not in FUSIONS:
         raise ConfigError(
             f"fusion: unknown value {c['fusion']!r}{did_you_mean(str(c['fusion']), FUSIONS)}; "
@@ -308,15 +312,26 @@ class BRMRS(GeneralRecommender):
         if cfg["graph_cache"]:
             path = cache_dir(_get(config, "data_path", "."), _get(config, "dataset", "dataset"))
         tn, vn = t_feat.detach().cpu().numpy(), v_feat.detach().cpu().numpy()
-        beta_v, beta_t = cfg["modality_weights"]
         start = time.perf_counter()
+        ii_co, uu_co = cfg["ii_co_weight"], cfg["uu_co_weight"]
+        if cfg["modality_weights"] == "auto":  # chosen by the inner-validation probe
+            (ii_co, (beta_t, beta_v)), _ = cached_graph_weights(
+                path, inter, [tn, vn], cfg["ii_knn_k"], weight_candidates(2))
+            if ii_co >= 1.0:  # neither modality helps the item graph: users by co-interaction too
+                uu_co = 1.0
+            logger.info("BRMRS modality_weights auto: ii_co_weight %.2f, text %.2f, visual %.2f%s",
+                        ii_co, beta_t, beta_v, ", uu_co_weight 1" if uu_co == 1.0 else "")
+            self.graph_weights = {"ii_co_weight": ii_co, "uu_co_weight": uu_co,
+                                  "modality_weights": [beta_v, beta_t]}
+        else:
+            beta_v, beta_t = cfg["modality_weights"]
         g_ii, hit_i = cached_knn_graph(
-            path, "item", inter.T, [tn, vn], [beta_t, beta_v], cfg["ii_co_weight"], cfg["ii_knn_k"],
+            path, "item", inter.T, [tn, vn], [beta_t, beta_v], ii_co, cfg["ii_knn_k"],
             cfg["knn_block_size"],
         )
         g_uu, hit_u = cached_knn_graph(
             path, "user", inter, [user_profiles(inter, tn), user_profiles(inter, vn)], [beta_t, beta_v],
-            cfg["uu_co_weight"], cfg["uu_knn_k"], cfg["knn_block_size"],
+            uu_co, cfg["uu_knn_k"], cfg["knn_block_size"],
         )
         logger.info(
             "BRMRS graphs: item %d edges (cache %s), user %d edges (cache %s), %.1fs",

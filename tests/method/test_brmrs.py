@@ -399,3 +399,16 @@ def test_chns_warmup_and_branch_bpr(tmp_path):
         diff = (p[u, sl] * q[i, sl]).sum(-1) - (p[u, sl] * q[j, sl]).sum(-1)
         extra += float(torch.nn.functional.softplus(-diff).mean())
     assert with_b[0] == pytest.approx(off[0] + 0.5 * extra, rel=1e-5)
+
+
+def test_modality_weights_auto_uses_the_probe_choice(tmp_path):
+    from mmrec_plugin.method.probe import choose_graph_weights, weight_candidates
+    model, inter = _model(tmp_path, modality_weights="auto")
+    gw = model.graph_weights
+    t = np.load(tmp_path / "tiny" / "text_feat.npy")
+    v = np.load(tmp_path / "tiny" / "image_feat.npy")
+    (alpha, (bt, bv)), _ = choose_graph_weights(inter, [t, v], 4, weight_candidates(2))
+    assert gw["ii_co_weight"] == alpha and gw["modality_weights"] == [bv, bt]
+    assert model.adj_ii.shape == (30, 30)
+    with pytest.raises(ConfigError, match="modality_weights"):
+        _model(tmp_path, modality_weights="autos")
