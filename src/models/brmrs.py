@@ -109,6 +109,7 @@ DEFAULTS = {
     "chns_temperature": 1.0,
     "chns_topk": 1,
     "chns_warmup": 0,
+    "chns_decay": 1.0,
     "chns_guard": False,
     "branch_bpr_weight": 0.0,
     "chns_weight": 1.0,
@@ -179,6 +180,7 @@ def read_config(config) -> dict:
     number("chns_temperature", float, 0.0, lo_open=True)
     number("chns_topk", int, 1)
     number("chns_warmup", int, 0)
+    number("chns_decay", float, 0.0, lo_open=True, hi=1.0)
     for key in ("chns_weight", "syn_weight", "bpr_weight", "reg_weight", "nce_weight", "orth_weight",
                 "branch_bpr_weight"):
         number(key, float, 0.0)
@@ -411,6 +413,11 @@ class BRMRS(GeneralRecommender):
         """CHNS trains from epoch ``chns_warmup`` on (0: from the start)."""
         return self.cfg["chns_weight"] > 0 and self.epoch >= self.cfg["chns_warmup"]
 
+    def chns_weight_now(self) -> float:
+        """``chns_weight * chns_decay ** (epoch - chns_warmup)`` once CHNS is active."""
+        cfg = self.cfg
+        return cfg["chns_weight"] * cfg["chns_decay"] ** max(0, self.epoch - cfg["chns_warmup"])
+
     def train(self, mode: bool = True):
         self._eval_cache = None
         return super().train(mode)
@@ -457,7 +464,7 @@ class BRMRS(GeneralRecommender):
         if chns:
             s_t_neg = (pu_t * self._split(q_b[2])[0]).sum(-1)  # text branch on its negative
             s_v_neg = (pu_v * self._split(q_b[3])[1]).sum(-1)  # visual branch on its negative
-            loss = loss + cfg["chns_weight"] * chns_loss(s_t_pos, s_t_neg, s_v_pos, s_v_neg)
+            loss = loss + self.chns_weight_now() * chns_loss(s_t_pos, s_t_neg, s_v_pos, s_v_neg)
         if cfg["syn_weight"] > 0:
             d_t = s_t_pos - s_t_neg_i
             d_v = s_v_pos - s_v_neg_i

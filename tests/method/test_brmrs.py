@@ -387,6 +387,9 @@ def test_chns_warmup_and_branch_bpr(tmp_path):
     _, off = loss(chns_weight=0.0)
     _, on = loss()
     assert warm[:2] == off[:2] and warm[2] == on[2] and on[2] != off[2]
+    # decay: the CHNS term of epoch e weighs chns_weight * decay ** e: at epoch 2, 0.25 of it
+    _, dec = loss(chns_decay=0.5)
+    assert dec[2] == pytest.approx(off[2] + 0.25 * (on[2] - off[2]), rel=1e-5)
     # branch BPR adds softplus(-(s_m(u,i+) - s_m(u,i-))) of each unimodal branch
     m, with_b = loss(chns_weight=0.0, branch_bpr_weight=0.5)
     with torch.no_grad():
