@@ -14,7 +14,7 @@ MMRec or host config, or ``BRMRSConfig(**values)``); a bad value raises
 The rest of the method library takes plain Python values and raises ``ValueError``.
 
 ``modality_weights`` is a mapping from modality name to its cosine weight ``beta_m`` in the
-kNN graphs (``{text: 0.9, visual: 0.1}``). The list form of release 0.1, ``[beta_v, beta_t]``
+kNN graphs (``{text: 0.9, visual: 0.1}``), or ``auto`` (chosen by :mod:`.probe`). The list form of release 0.1, ``[beta_v, beta_t]``
 (visual FIRST), is still read and converted to ``{visual: beta_v, text: beta_t}`` with a
 warning; any other list is an error.
 """
@@ -30,7 +30,7 @@ from mmrec_plugin.errors import ConfigError
 from mmrec_plugin.utils import cfg_get, check_value, scalar_value
 
 from .fusion import FUSIONS
-from .pools import NEG_STRATEGIES
+from .pools import HARDNESS, NEG_STRATEGIES
 
 __all__ = ["BRMRSConfig", "yaml_path", "yaml_defaults"]
 
@@ -85,7 +85,9 @@ def _from_yaml(cls):
     return dataclasses.dataclass(frozen=True)(cls)
 
 
-def _modality_weights(value) -> Dict[str, float]:
+def _modality_weights(value):
+    if value == "auto":  # chosen by the inner-validation probe (method.probe)
+        return value
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
             raise ConfigError(
@@ -96,7 +98,7 @@ def _modality_weights(value) -> Dict[str, float]:
         value = {"visual": value[0], "text": value[1]}
     if not isinstance(value, Mapping) or not value:
         raise ConfigError(f"config key 'modality_weights' must be a mapping modality -> weight, e.g. "
-                          f"{{text: 0.9, visual: 0.1}}, got {value!r}")
+                          f"{{text: 0.9, visual: 0.1}}, or auto, got {value!r}")
     return {str(m): check_value(f"modality_weights.{m}", w, float, ge=0.0) for m, w in value.items()}
 
 
@@ -120,9 +122,16 @@ class BRMRSConfig:
     fusion: str = key(str, choices=FUSIONS)
     graph_cache: bool = key(bool)
     knn_block_size: int = key(int, ge=1)
-    # -- objective (BRObjective reads these) --
+    # -- objective (BRObjective reads these: OBJECTIVE_KEYS) --
     pool_size: int = key(int, ge=1)
     neg_strategy: str = key(str, choices=NEG_STRATEGIES)
+    chns_hardness: str = key(str, choices=HARDNESS)
+    chns_temperature: float = key(float, gt=0.0)
+    chns_topk: int = key(int, ge=1)
+    chns_warmup: int = key(int, ge=0)
+    chns_decay: float = key(float, gt=0.0, le=1.0)
+    chns_guard: bool = key(bool)
+    branch_bpr_weight: float = key(float, ge=0.0)
     chns_weight: float = key(float, ge=0.0)
     syn_weight: float = key(float, ge=0.0)
     syn_margin: float = key(float, gt=0.0)

@@ -40,6 +40,7 @@ from .fusion import Fusion
 from .graphs import user_profiles
 from .losses import info_nce, orthogonality
 from .objective import BRObjective
+from .probe import cached_graph_weights, weight_candidates
 from .propagation import channel_blocks, smooth, smooth_rows
 
 __all__ = ["ModalityChannel", "BRMRSNet", "SHORT_NAMES", "upgrade_v01_state_dict"]
@@ -109,7 +110,7 @@ class BRMRSNet(nn.Module):
         if len(features) < 2:
             raise ValueError(f"BRMRSNet: needs at least two modalities, got {sorted(features)}")
         names = sorted(features)
-        if sorted(cfg.modality_weights) != names:
+        if cfg.modality_weights != "auto" and sorted(cfg.modality_weights) != names:
             raise ValueError(f"BRMRSNet: modality_weights names {sorted(cfg.modality_weights)}, the data "
                              f"has the modalities {names}")
         inter = binarize(train_matrix)
@@ -150,13 +151,27 @@ class BRMRSNet(nn.Module):
     def _build_graphs(self, inter, feats, cache_path, device) -> None:
         cfg = self.cfg
         names = list(feats)
-        weights = [cfg.modality_weights[m] for m in names]
         arrays = [feats[m].detach().cpu().numpy() for m in names]
         start = time.perf_counter()
-        g_ii, hit_i = cached_knn_graph(cache_path, "item", inter.T, arrays, weights, cfg.ii_co_weight,
+        ii_co, uu_co = cfg.ii_co_weight, cfg.uu_co_weight
+        if cfg.modality_weights == "auto":  # chosen by the inner-validation probe
+            (ii_co, betas), _ = cached_graph_weights(cache_path, inter, arrays, cfg.ii_knn_k,
+                                                      weight_candidates(len(names)))
+            weights = list(betas)
+            if ii_co >= 1.0:  # no modality helps the item graph: users by co-interaction too
+                uu_co = 1.0
+            logger.info("BRMRS modality_weights auto: ii_co_weight %.2f, %s%s", ii_co,
+                        ", ".join(f"{m} {w:.2f}" for m, w in zip(names, weights)),
+                        ", uu_co_weight 1" if uu_co == 1.0 else "")
+            #: the graph weights the probe chose (``modality_weights: auto`` only)
+            self.graph_weights = {"ii_co_weight": ii_co, "uu_co_weight": uu_co,
+                                  "modality_weights": dict(zip(names, weights))}
+        else:
+            weights = [cfg.modality_weights[m] for m in names]
+        g_ii, hit_i = cached_knn_graph(cache_path, "item", inter.T, arrays, weights, ii_co,
                                        cfg.ii_knn_k, cfg.knn_block_size)
         g_uu, hit_u = cached_knn_graph(cache_path, "user", inter, [user_profiles(inter, a) for a in arrays],
-                                       weights, cfg.uu_co_weight, cfg.uu_knn_k, cfg.knn_block_size)
+                                       weights, uu_co, cfg.uu_knn_k, cfg.knn_block_size)
         logger.info("BRMRS graphs: item %d edges (cache %s), user %d edges (cache %s), %.1fs",
                     g_ii.nnz, "hit" if hit_i else "miss", g_uu.nnz, "hit" if hit_u else "miss",
                     time.perf_counter() - start)

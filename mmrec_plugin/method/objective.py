@@ -32,16 +32,24 @@ of the branch scores (exactly what concat fusion ``phi = [a; b]`` gives).
 Per batch ``(u, i+, i-)`` (``i-``: the framework's uniform negative), with ``Δ_m = s_m(u, i+)
 - s_m(u, i-)``::
 
-    chns = chns_weight * mean_b sum_m softplus(-(s_m(u, i+) - s_m(u, n_m)))
+    chns = w_chns(epoch) * mean_b sum_m softplus(-(s_m(u, i+) - s_m(u, n_m)))
     syn  = syn_weight  * mean_b softplus(-(Δ_f - max_m Δ_m - syn_margin))   (max detached if syn_detach)
     bpr  = bpr_weight  * mean_b softplus(-Δ_f)
+    branch_bpr = branch_bpr_weight * mean_b sum_m softplus(-Δ_m)
+
+``w_chns(epoch)`` is 0 before epoch ``chns_warmup``, then ``chns_weight * chns_decay **
+(epoch - chns_warmup)``; the model counts epochs by calling :meth:`BRObjective.start_epoch`
+from its ``pre_epoch_processing`` (without it every batch is epoch 0).
 
 ``n_m`` is branch ``m``'s negative from a pool of ``pool_size`` items outside the user's
 training items (:func:`~mmrec_plugin.method.pools.sample_candidate_pool`), chosen by
 ``neg_strategy`` (:func:`~mmrec_plugin.method.pools.select_negatives`; ``cross``: the pool
-item the OTHER branches score highest; for two modalities the paper's eq. 10-11). Pool
-scores are computed without gradients. A term whose weight is 0 is left out (and not
-computed). The returned dict is ordered ``chns, syn, bpr``.
+item the OTHER branches score highest; for two modalities the paper's eq. 10-11) and read off
+the pool scores by ``chns_hardness`` (argmax, a softmax draw at ``chns_temperature``, or a
+uniform draw among the ``chns_topk`` best); with ``chns_guard`` a pool item a branch scores
+above the positive is not that branch's candidate. Pool scores are computed without
+gradients. A term whose weight is 0 is left out (and not computed). The returned dict is
+ordered ``chns, syn, bpr, branch_bpr``.
 """
 from __future__ import annotations
 
@@ -58,8 +66,9 @@ from .pools import _train_codes, sample_candidate_pool, select_negatives
 __all__ = ["BRObjective", "OBJECTIVE_KEYS", "Branch", "score_items"]
 
 #: the config keys the objective reads (same names and defaults as BRMRS)
-OBJECTIVE_KEYS = ("pool_size", "neg_strategy", "chns_weight", "syn_weight", "syn_margin",
-                  "syn_detach", "bpr_weight")
+OBJECTIVE_KEYS = ("pool_size", "neg_strategy", "chns_hardness", "chns_temperature", "chns_topk",
+                  "chns_warmup", "chns_decay", "chns_guard", "chns_weight", "syn_weight", "syn_margin",
+                  "syn_detach", "bpr_weight", "branch_bpr_weight")
 
 Scorer = Callable[[Tensor], Tensor]
 Branch = Union[Tuple[Tensor, Tensor], Scorer]
@@ -102,6 +111,8 @@ class BRObjective(nn.Module):
             cfg = cfg.replace(**overrides)
         for name in OBJECTIVE_KEYS:
             setattr(self, name, getattr(cfg, name))
+        self.epoch = 0  # the epoch being trained (start_epoch counts)
+        self._epochs_started = 0
         inter = binarize(train_matrix)
         self.n_items = inter.shape[1]
         indptr = torch.from_numpy(inter.indptr.astype("int64"))
@@ -113,6 +124,20 @@ class BRObjective(nn.Module):
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={getattr(self, k)!r}" for k in OBJECTIVE_KEYS)
 
+    # -- epochs (warm-up and decay of the CHNS weight) ---------------------------------------
+    def start_epoch(self) -> None:
+        """Call once at the start of every training epoch (e.g. from ``pre_epoch_processing``)."""
+        self.epoch = self._epochs_started
+        self._epochs_started += 1
+
+    def chns_active(self) -> bool:
+        """CHNS trains from epoch ``chns_warmup`` on (0: from the start)."""
+        return self.chns_weight > 0 and self.epoch >= self.chns_warmup
+
+    def chns_weight_now(self) -> float:
+        """``chns_weight * chns_decay ** (epoch - chns_warmup)`` once CHNS is active."""
+        return self.chns_weight * self.chns_decay ** max(0, self.epoch - self.chns_warmup)
+
     # -- pieces (public: analysis and tests use them) -------------------------------------
     def candidate_pool(self, users: Tensor) -> Tensor:
         """``[B, pool_size]`` items drawn uniformly from each user's non-training items."""
@@ -120,23 +145,28 @@ class BRObjective(nn.Module):
                                      self.n_items, train_codes=self.train_codes)
 
     def negatives(self, users: Tensor, branches: Mapping[str, Branch],
-                  fused: Optional[Branch] = None) -> Dict[str, Tensor]:
-        """Branch name -> its hard negative ``[B]`` (a fresh pool, scored without gradients)."""
+                  fused: Optional[Branch] = None, pos: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """Branch name -> its hard negative ``[B]`` (a fresh pool, scored without gradients;
+        ``pos``, the positives, is read by ``chns_guard``)."""
         pool = self.candidate_pool(users)
         if self.neg_strategy == "uniform":
             return select_negatives("uniform", dict.fromkeys(branches), pool)
         with torch.no_grad():
             detached = {m: _detached(b) for m, b in branches.items()}
             scores = {m: score_items(b, pool) for m, b in detached.items()}
-            s_f = None
+            s_f, guard = None, None
             if self.neg_strategy == "fused":
                 s_f = _sum(scores.values()) if fused is None else score_items(_detached(fused), pool)
-        return select_negatives(self.neg_strategy, scores, pool, fused=s_f)
+            elif self.chns_guard and pos is not None:
+                guard = {m: score_items(b, pos.unsqueeze(1))[:, 0] for m, b in detached.items()}
+        return select_negatives(self.neg_strategy, scores, pool, fused=s_f, hardness=self.chns_hardness,
+                                temperature=self.chns_temperature, topk=self.chns_topk, guard_pos=guard)
 
     # -- the objective ---------------------------------------------------------------------
     def forward(self, users: Tensor, pos: Tensor, neg: Tensor, branches: Mapping[str, Branch],
                 fused: Optional[Branch] = None) -> Dict[str, Tensor]:
-        """The weighted terms ``{'chns', 'syn', 'bpr'}`` (those with weight > 0), scalars.
+        """The weighted terms ``{'chns', 'syn', 'bpr', 'branch_bpr'}`` (those with weight > 0
+        and, for ``chns``, active at this epoch), scalars.
 
         Args:
             users, pos, neg: LongTensors ``[B]``: the batch (``neg``: the framework's negative).
@@ -147,18 +177,18 @@ class BRObjective(nn.Module):
             raise ValueError("BRObjective: no branches")
         names = list(branches)
         terms: Dict[str, Tensor] = {}
-        chns = self.chns_weight > 0
+        chns = self.chns_active()
         need_fused = self.syn_weight > 0 or self.bpr_weight > 0
-        cols = [pos, neg] if need_fused else [pos]
+        cols = [pos, neg] if need_fused or self.branch_bpr_weight > 0 else [pos]
         if chns:
-            hard = self.negatives(users, branches, fused)
+            hard = self.negatives(users, branches, fused, pos)
         # one scoring call per branch for all its items: [pos, (neg,) own hard negative]
         s = {}
         for m in names:
             items = torch.stack(cols + ([hard[m]] if chns else []), dim=1)
             s[m] = score_items(branches[m], items).unbind(1)
         if chns:
-            terms["chns"] = self.chns_weight * chns_loss([s[m][0] for m in names], [s[m][-1] for m in names])
+            terms["chns"] = self.chns_weight_now() * chns_loss([s[m][0] for m in names], [s[m][-1] for m in names])
         if need_fused:
             if fused is None:
                 f_pos, f_neg = _sum(s[m][0] for m in names), _sum(s[m][1] for m in names)
@@ -170,6 +200,8 @@ class BRObjective(nn.Module):
                                                                   self.syn_detach)
             if self.bpr_weight > 0:
                 terms["bpr"] = self.bpr_weight * bpr_loss(f_pos, f_neg)
+        if self.branch_bpr_weight > 0:  # each unimodal branch on the framework's uniform negative
+            terms["branch_bpr"] = self.branch_bpr_weight * _sum(bpr_loss(s[m][0], s[m][1]) for m in names)
         return terms
 
 

@@ -22,9 +22,10 @@ modality branch ``m`` (and of the fused branch for ``fused``):
 - ``uniform``: every branch on a uniform random pool item (column 0 of the pool, itself a
   uniform draw from ``I \\ O_u``; no scores needed).
 
-:func:`select_negatives` is the one place that turns pool scores into negatives (a softer
-choice than the argmax, e.g. sampling by softmax, goes into :func:`_pick`). Selection runs
-under ``torch.no_grad()``: the argmax chooses, it does not train.
+:func:`select_negatives` is the one place that turns pool scores into negatives; how
+"hardest" is read off the scores (``chns_hardness``: argmax, softmax draw, uniform among the
+top few) is :func:`pick_from_pool`. Selection runs under ``torch.no_grad()``: it chooses, it
+does not train.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ import torch
 from torch import Tensor
 
 
-__all__ = ["NEG_STRATEGIES", "sample_candidate_pool", "select_negatives"]
+__all__ = ["NEG_STRATEGIES", "HARDNESS", "sample_candidate_pool", "pick_from_pool", "guard_scores",
+           "select_negatives"]
 
 NEG_STRATEGIES = ("cross", "same", "fused", "uniform")
 
@@ -108,9 +110,50 @@ def sample_candidate_pool(
     return pool
 
 
-def _pick(scores: Tensor, pool: Tensor) -> Tensor:
-    """The pool item of highest score per row: ``[B, P]`` scores -> ``[B]`` item ids."""
-    return pool.gather(1, scores.argmax(dim=1, keepdim=True)).squeeze(1)
+HARDNESS = ("argmax", "softmax", "topk")
+
+
+def pick_from_pool(
+    scores: Tensor,
+    pool: Tensor,
+    hardness: str = "argmax",
+    temperature: float = 1.0,
+    topk: int = 1,
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:
+    """One item per row of ``pool`` ``[B, P]`` chosen by its scores ``[B, P]``.
+
+    - ``argmax``: the highest-scoring item (the paper's eq. 10);
+    - ``softmax``: a draw with probability ``softmax(scores / temperature)`` over the row
+      (``temperature -> 0`` approaches ``argmax``, a large one approaches a uniform draw);
+    - ``topk``: a uniform draw among the ``topk`` highest-scoring items of the row
+      (``topk = 1`` is ``argmax``; ``topk >= P`` is a uniform pool item).
+    """
+    with torch.no_grad():
+        if hardness == "argmax":
+            col = scores.argmax(dim=1, keepdim=True)
+        elif hardness == "softmax":
+            probs = torch.softmax(scores.float() / temperature, dim=1)
+            col = torch.multinomial(probs, 1, generator=generator)
+        elif hardness == "topk":
+            k = max(1, min(int(topk), scores.shape[1]))
+            top = scores.topk(k, dim=1).indices
+            r = torch.randint(k, (scores.shape[0], 1), device=scores.device, generator=generator)
+            col = top.gather(1, r)
+        else:
+            raise ValueError(f"pick_from_pool: unknown hardness {hardness!r}; allowed: {', '.join(HARDNESS)}")
+        return pool.gather(1, col).squeeze(1)
+
+
+def guard_scores(scores: Tensor, pos_scores: Tensor) -> Tensor:
+    """False-negative guard (``chns_guard``): ``scores`` ``[B, P]`` re-keyed so that entries
+    above the row's positive score ``pos_scores`` ``[B]`` rank below every other entry (order
+    kept within both groups); a row whose entries are all above is reversed, so that its
+    lowest-scored item ranks first."""
+    above = scores > pos_scores.unsqueeze(1)
+    span = (scores.max(dim=1, keepdim=True).values - scores.min(dim=1, keepdim=True).values) + 1.0
+    out = torch.where(above, scores - span, scores)
+    return torch.where(above.all(dim=1, keepdim=True), -scores, out)
 
 
 def select_negatives(
@@ -118,6 +161,11 @@ def select_negatives(
     scores: Mapping[str, Tensor],
     pool: Tensor,
     fused: Optional[Tensor] = None,
+    hardness: str = "argmax",
+    temperature: float = 1.0,
+    topk: int = 1,
+    generator: Optional[torch.Generator] = None,
+    guard_pos: Optional[Mapping[str, Tensor]] = None,
 ) -> Dict[str, Tensor]:
     """One negative per row of ``pool`` for every modality branch.
 
@@ -127,6 +175,10 @@ def select_negatives(
             branches; for ``fused`` and ``uniform`` the values are not read and may be None).
         pool: LongTensor ``[B, P]`` of item ids.
         fused: the fused branch's pool scores ``[B, P]`` (``fused`` only).
+        hardness, temperature, topk, generator: how "hardest" is read (:func:`pick_from_pool`;
+            the paper's rule is ``argmax``).
+        guard_pos: branch name -> its score of the positive ``[B]`` (``chns_guard``): each
+            branch's pool scores pass :func:`guard_scores` first (``cross`` / ``same`` only).
 
     Returns:
         branch name -> LongTensor ``[B]``, in the order of ``scores``.
@@ -134,6 +186,10 @@ def select_negatives(
     if strategy not in NEG_STRATEGIES:
         raise ValueError(f"select_negatives: unknown strategy {strategy!r}; allowed: {', '.join(NEG_STRATEGIES)}")
     names = list(scores)
+
+    def _pick(s: Tensor, pool: Tensor) -> Tensor:
+        return pick_from_pool(s, pool, hardness, temperature, topk, generator)
+
     with torch.no_grad():
         if strategy == "uniform":
             return {m: pool[:, 0] for m in names}
@@ -145,6 +201,8 @@ def select_negatives(
         missing = [m for m in names if scores[m] is None]
         if missing:
             raise ValueError(f"select_negatives: strategy {strategy!r} needs the pool scores of {missing}")
+        if guard_pos is not None:
+            scores = {m: guard_scores(scores[m], guard_pos[m]) for m in names}
         if strategy == "same":
             return {m: _pick(scores[m], pool) for m in names}
         if len(names) < 2:

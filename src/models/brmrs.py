@@ -37,7 +37,7 @@ class BRMRS(GeneralRecommender):
                 f"BRMRS needs at least two modality features; {missing or sorted(features)} not loaded from "
                 f"{folder} (text_feature_file / vision_feature_file / feature_files: missing file, "
                 f"or is_multimodal_model false / end2end true)")
-        if sorted(cfg.modality_weights) != sorted(features):
+        if cfg.modality_weights != "auto" and sorted(cfg.modality_weights) != sorted(features):
             raise ConfigError(f"modality_weights: names {sorted(cfg.modality_weights)}, but the data has the "
                               f"modalities {sorted(features)}; give one weight per modality")
         inter = dataloader.inter_matrix(form="coo")
@@ -59,6 +59,9 @@ class BRMRS(GeneralRecommender):
         """Checkpoints of release 0.1 (``user_emb_t.weight``, ...) load into ``net.channels``."""
         if any(k.startswith(prefix + "user_emb_") for k in state):
             upgrade_v01_state_dict(state, prefix, prefix + "net.")
+
+    def pre_epoch_processing(self):
+        self.net.objective.start_epoch()  # (CHNS warm-up and decay count epochs)
 
     def calculate_loss(self, interaction):
         """The loss (a scalar: MMRec's trainer logs a tuple without its epoch line); the named
