@@ -11,6 +11,7 @@ any MMRec-style model calls it from ``calculate_loss`` in a few lines::
     # syn_weight, syn_margin, syn_detach, bpr_weight; read from the MMRec config):
     self.br = BRObjective(dataloader.inter_matrix(form="coo"), config)
 
+    # in pre_epoch_processing(): self.br.start_epoch()   (chns_warmup / chns_decay count epochs)
     # in calculate_loss(interaction):
     users, pos, neg = interaction[0], interaction[1], interaction[2]
     u_t, u_v, i_t, i_v = ...                      # per-modality user [n_users, d] / item [n_items, d] reps
