@@ -254,6 +254,10 @@ def branch_ranks(
                 rows = np.searchsorted(block, su[lo:hi])  # row in block of each pair
                 sub = train[block].tocoo()
                 scores = model.branch_scores(torch.as_tensor(block, device=device))
+                extra = sorted(set(scores) - set(BRANCHES))
+                if extra and b == 0:
+                    logger.info("subset analysis: the partition is defined for two modalities (t, v) "
+                                "and the fused branch f; branches %s are not part of it", extra)
                 for m in BRANCHES:
                     if m not in scores:
                         raise UserError(f"branch_scores must return keys {BRANCHES}, got {sorted(scores)}")
