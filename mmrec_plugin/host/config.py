@@ -19,7 +19,8 @@ line): a scalar given for a key that is in ``hyper_parameters`` is wrapped in a 
 list (``--seed 7`` fixes the grid dimension), and a list given for a key whose lower-layer
 value is not a list (or that no layer has) adds that key to ``hyper_parameters``
 (``--reg_weight "[1e-4, 1e-3]"`` makes a grid). A list for a key whose default is a list
-(``topk``, ``metrics``) is a plain value.
+(``topk``, ``metrics``) or a mapping (BRMRS's ``modality_weights``, whose old form was a list)
+is a plain value.
 
 YAML is read with a safe loader that also reads ``1e-4`` as a float (plain PyYAML reads it
 as a string), as MMRec's loader does.
@@ -219,7 +220,7 @@ class Config:
                 continue
             if k in hyper:
                 v = v if isinstance(v, list) else [v]
-            elif isinstance(v, list) and not isinstance(final.get(k), list):
+            elif isinstance(v, list) and not isinstance(final.get(k), (list, dict)):
                 hyper.append(k)
             final[k] = v
             sources[k] = "the command line (config_dict)"

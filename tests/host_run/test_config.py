@@ -117,6 +117,13 @@ def test_command_line_conveniences(toy):
     assert len(expand_grid(c)) == 1 * 2 * 1 * 2
 
 
+def test_a_list_for_a_mapping_key_is_a_plain_value(tmp_path):
+    """BRMRS's modality_weights default is a mapping; its old list form on the command line
+    is a value (converted by the model), not a grid."""
+    c = Config("BRMRS", "demo", config_dict={"data_path": str(tmp_path), "modality_weights": [0.2, 0.8]})
+    assert c["modality_weights"] == [0.2, 0.8] and "modality_weights" not in c["hyper_parameters"]
+
+
 def test_dataset_without_yaml_gets_mmrec_default_keys(tmp_path, toy):
     c = Config("LayerToy", "plain", config_dict={"data_path": str(tmp_path)})
     assert c["USER_ID_FIELD"] == "userID" and c["ITEM_ID_FIELD"] == "itemID"
