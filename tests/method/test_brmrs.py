@@ -177,7 +177,8 @@ def _reps(model, users):
 @pytest.mark.parametrize("strategy", ["cross", "same", "fused"])
 @pytest.mark.parametrize("pool_size", [32, 8])  # 32 > n_items: the gather path; 8: sampled_addmm
 def test_hard_negatives_follow_the_strategy(tmp_path, strategy, pool_size):
-    model, inter = _model(tmp_path, neg_strategy=strategy, fusion="gate", pool_size=pool_size)
+    model, inter = _model(tmp_path, neg_strategy=strategy, fusion="gate", pool_size=pool_size,
+                          chns_hardness="argmax")  # the paper's rule, which this test spells out
     net = model.net
     users = torch.tensor([0, 1, 2, 3, 5, 8])
     pu_t, pu_v, q_t, q_v = _reps(model, users)
