@@ -427,7 +427,7 @@ def test_guard_ranks_items_above_the_positive_last():
 
 
 def test_guard_keeps_chns_from_choosing_an_item_scored_above_the_positive(tmp_path):
-    model, _ = _model(tmp_path, chns_guard=True, pool_size=16)
+    model, _ = _model(tmp_path, chns_guard=True, pool_size=16, chns_hardness="argmax")
     users = torch.arange(20)
     pos = torch.zeros(20, dtype=torch.long)
     pu_t, pu_v, q_t, q_v = _reps(model, users)

@@ -51,7 +51,7 @@ def reference(train, names, U, I, users, pos, neg, pool, w, margin):
 def test_objective_equals_naive_reference(n_mod, pool_size):
     train, names, U, I = _setup(n_mod)
     obj = BRObjective(train, {"chns_weight": 0.7, "syn_weight": 0.4, "bpr_weight": 0.3,
-                              "syn_margin": 0.2, "pool_size": [pool_size]})
+                              "syn_margin": 0.2, "pool_size": [pool_size], "chns_hardness": "argmax"})
     users, pos, neg = torch.tensor([0, 1, 3, 3, 7]), torch.tensor([2, 4, 6, 1, 0]), torch.tensor([5, 5, 9, 10, 14])
     branches = {m: (U[m][users], I[m]) for m in names}
     torch.manual_seed(5)
@@ -72,7 +72,7 @@ def test_objective_equals_naive_reference(n_mod, pool_size):
 def test_two_modalities_reduce_to_eq_11():
     """M = 2: the text branch is trained on argmax s_v, the visual branch on argmax s_t."""
     train, names, U, I = _setup(2)
-    obj = BRObjective(train, pool_size=6)
+    obj = BRObjective(train, pool_size=6, chns_hardness="argmax")
     users = torch.tensor([0, 2, 5])
     branches = {m: (U[m][users].detach(), I[m].detach()) for m in names}
     torch.manual_seed(1)
