@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import math
 import os
 import sys
 import tempfile
@@ -33,15 +34,15 @@ def cfg_get(config, key: str, default: Any = None) -> Any:
 def config_number(config, key: str, default, kind=float, minimum=None, owner: str = "") -> Any:
     """A scalar config value of type ``kind`` (>= ``minimum``), else a ConfigError naming the key.
 
-    A list (an unexpanded grid), a bool or a string is rejected.
+    A list (an unexpanded grid), a bool, a string, NaN or an infinite value is rejected.
     """
     value = cfg_get(config, key, default)
     ok = not isinstance(value, (bool, list, tuple, dict, str))
     if ok:
         try:
             conv = kind(value)
-            ok = kind is float or conv == value
-        except (TypeError, ValueError):
+            ok = math.isfinite(conv) if kind is float else conv == value
+        except (TypeError, ValueError, OverflowError):
             ok = False
     if ok and minimum is not None and conv < minimum:
         ok = False

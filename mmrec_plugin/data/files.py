@@ -92,11 +92,23 @@ def read_inter(path: PathLike, user_field: str = USER_FIELD, item_field: str = I
         require_label: raise when the ``x_label`` column is absent (else ``labels`` is None).
 
     Raises:
-        DataError: missing file or column, a non-integer id (naming the line), an unknown label.
+        DataError: missing file or column, a non-integer id (naming the line), an unknown label,
+            a file that is not UTF-8 text.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: interaction file not found")
+    try:
+        return _read_inter(path, user_field, item_field, label_field, sep, require_label)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: not a UTF-8 text file (undecodable byte {exc.object[exc.start:exc.start + 1]!r}); "
+            f"expected {sep!r}-separated text with a header line"
+        ) from None
+
+
+def _read_inter(path: Path, user_field: str, item_field: str, label_field: str, sep: str,
+                require_label: bool) -> Interactions:
     with open(path, "r", encoding="utf-8") as f:
         header_line = f.readline()
     header = [h.strip() for h in header_line.rstrip("\r\n").split(sep)]

@@ -108,6 +108,9 @@ def test_yaml_declares_every_key_with_the_model_defaults():
     ("syn_detach", "yes", "syn_detach"),
     ("proj_bf16", 1, "proj_bf16"),
     ("reg_weight", [0.1, 0.2], "reg_weight"),
+    ("reg_weight", float("nan"), "reg_weight: expected a finite number"),
+    ("syn_weight", float("inf"), "syn_weight: expected a finite number"),
+    ("syn_margin", float("nan"), "syn_margin"),
 ])
 def test_config_errors_name_the_key(key, value, needle):
     with pytest.raises(ConfigError, match=needle):
@@ -151,7 +154,7 @@ def test_loss_is_finite_scalar_with_gradients(tmp_path, fusion, strategy):
 
 
 @pytest.mark.parametrize("strategy", ["cross", "same", "fused"])
-@pytest.mark.parametrize("pool_size", [32, 8])  # 32 > n_items: the gather path; 8: sampled_addmm
+@pytest.mark.parametrize("pool_size", [32, 8])  # 32 > n_items: clamped to the 30 items
 def test_hard_negatives_follow_the_strategy(tmp_path, strategy, pool_size):
     model, inter = _model(tmp_path, neg_strategy=strategy, fusion="gate", pool_size=pool_size)
     users = torch.tensor([0, 1, 2, 3, 5, 8])
@@ -177,6 +180,23 @@ def test_hard_negatives_follow_the_strategy(tmp_path, strategy, pool_size):
         want = {"cross": (best(s_v), best(s_t)), "same": (best(s_t), best(s_v)),
                 "fused": (best(s_f), best(s_f))}[strategy]
         assert (neg_t[row].item(), neg_v[row].item()) == want
+
+
+def test_pool_size_above_the_item_count_is_clamped_with_a_warning(tmp_path, caplog):
+    """The pool is drawn with replacement: pool_size 100000 on 30 items would cost B x 100000
+    per step and only repeat items, so it is clamped to n_items (30) with a warning."""
+    caplog.set_level("WARNING")
+    model, inter = _model(tmp_path, pool_size=100000)
+    assert model.pool_size == 30 == inter.shape[1]
+    assert "pool_size 100000 exceeds the 30 items" in caplog.text
+    pool = model.candidate_pool(torch.tensor([0, 1, 2]))
+    assert pool.shape == (3, 30)
+    dense = inter.toarray() > 0
+    for row, u in enumerate([0, 1, 2]):
+        assert not dense[u, pool[row].numpy()].any()
+    caplog.clear()
+    model, _ = _model(tmp_path, pool_size=30)  # at the limit: kept, no warning
+    assert model.pool_size == 30 and "pool_size" not in caplog.text
 
 
 def test_pool_scores_sampled_product_equals_gathered_rows(tmp_path, monkeypatch):
