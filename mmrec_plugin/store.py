@@ -100,7 +100,9 @@ class Store:
         self.path = path
         with self._errors("open"):
             os.makedirs(path, exist_ok=True)
-            self._env = lmdb.open(path, map_size=map_size, subdir=True, lock=True)
+            # mode: data.mdb and lock.mdb as files created by open() (LMDB's default, 0644,
+            # ignores a group-writable umask)
+            self._env = lmdb.open(path, map_size=map_size, subdir=True, lock=True, mode=0o666)
 
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:

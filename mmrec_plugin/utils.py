@@ -13,6 +13,7 @@ from typing import Any, Iterator
 from mmrec_plugin.errors import ConfigError
 
 __all__ = ["cfg_get", "config_number", "atomic_path", "atomic_write_bytes", "atomic_write_text",
+           "umask", "file_mode",
            "tune_allocator", "has_csr_sum_kernel"]
 
 
@@ -55,17 +56,40 @@ def config_number(config, key: str, default, kind=float, minimum=None, owner: st
     return conv
 
 
+def umask() -> int:
+    """The process's file-creation mask (from /proc where it can be read without changing it;
+    elsewhere by setting and restoring it)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a newly created file gets from ``open()``: ``0o666`` less the umask."""
+    return 0o666 & ~umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically
     (``os.replace``), on any error (Ctrl-C included) it is removed. A reader sees the old file
-    or the new one, never a partial one. Use: ``with atomic_path(p) as tmp: save(tmp)``."""
+    or the new one, never a partial one. The file gets the mode of a newly created one
+    (:func:`file_mode`: the umask applies, as for other tools), not mkstemp's 0600.
+    Use: ``with atomic_path(p) as tmp: save(tmp)``."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

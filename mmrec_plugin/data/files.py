@@ -30,6 +30,7 @@ from typing import Dict, Iterator, Optional, Union
 import numpy as np
 
 from mmrec_plugin.errors import DataError
+from mmrec_plugin.utils import umask
 
 log = logging.getLogger(__name__)
 
@@ -253,12 +254,6 @@ def save_npy(path: PathLike, array: np.ndarray) -> None:
     np.save(path, array, allow_pickle=False)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
 def atomic_dir(target: PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Fill a temporary folder next to ``target``; on success rename it to ``target``.
@@ -277,7 +272,7 @@ def atomic_dir(target: PathLike, overwrite: bool = False) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~umask())
         yield tmp
         if target.exists():
             if not overwrite:
