@@ -13,7 +13,7 @@ from typing import Any, Iterator
 from mmrec_plugin.errors import ConfigError
 
 __all__ = ["cfg_get", "config_number", "atomic_path", "atomic_write_bytes", "atomic_write_text",
-           "umask", "file_mode",
+           "umask", "file_mode", "default_threads", "set_threads",
            "tune_allocator", "has_csr_sum_kernel"]
 
 
@@ -110,6 +110,42 @@ def atomic_write_bytes(path: str, payload: bytes) -> str:
 def atomic_write_text(path: str, text: str) -> str:
     """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+#: variables that size the thread pools of OpenMP (torch), MKL and OpenBLAS (numpy)
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def default_threads() -> int:
+    """The thread count of ``run`` without ``--threads``: ``OMP_NUM_THREADS`` when it is set
+    to a positive integer, else 1.
+
+    Measured on the 2-core development machine, shared with other sessions (load average
+    13; ``benchmarks/threads_bench.py``, BRMRS on the demo data, median epoch wall seconds):
+    1 thread 1.6 s, 2 threads 36 s; with the other core kept busy as well 2.0 s vs 23 s.
+    OpenMP's threads wait for each other at every operation, so one that is not scheduled
+    stalls the step: torch's default of one thread per core is a poor default wherever a core
+    may be busy. See the README ("Threads")."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+def set_threads(threads: int) -> int:
+    """Use ``threads`` threads for torch's operations in this process (and for numpy's BLAS
+    and child processes, through the environment, where they are not loaded yet).
+
+    Returns:
+        torch's thread count afterwards.
+    """
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ConfigError(f"--threads must be a positive integer, got {threads!r}")
+    for var in _THREAD_VARS:
+        os.environ[var] = str(threads)
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 #: glibc ``mallopt`` parameters (malloc.h)
