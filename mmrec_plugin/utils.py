@@ -121,8 +121,9 @@ def default_threads() -> int:
     to a positive integer, else 1.
 
     Measured on the 2-core development machine, shared with other sessions (load average
-    13; ``benchmarks/threads_bench.py``, BRMRS on the demo data, median epoch wall seconds):
-    1 thread 1.6 s, 2 threads 36 s; with the other core kept busy as well 2.0 s vs 23 s.
+    12-13; ``benchmarks/threads_bench.py``, BRMRS on the demo data, median epoch wall
+    seconds): 1 thread 0.76 s, 2 threads 3.4 s; with the other core kept busy as well 0.85 s
+    vs 11.2 s.
     OpenMP's threads wait for each other at every operation, so one that is not scheduled
     stalls the step: torch's default of one thread per core is a poor default wherever a core
     may be busy. See the README ("Threads")."""
