@@ -4,7 +4,7 @@ Subcommands::
 
     mmrec-plugin run -m MODEL -d DATASET [--data-path DIR] [--results-dir DIR]
                      [--config FILE] [--study NAME] [--threads N] [-q] [--KEY VALUE ...]
-    mmrec-plugin analyze|report|study|install|uninstall|bench|data ...
+    mmrec-plugin analyze|report|study|compare|install|uninstall|bench|data ...
 
 ``run`` is ``python main.py`` (MMRec's ``-m/--model``, ``-d/--dataset``). ``--KEY VALUE``
 overrides any key the layered config knows (overall, dataset, model yaml, ``--config``); the
@@ -41,6 +41,8 @@ SUBCOMMANDS: Dict[str, Tuple[str, str, str, str]] = {
                "tables and plots from results JSON files"),
     "study": ("mmrec_plugin.analysis.cli", "add_study_arguments", "run_study",
               "run a named study (ablations, sweeps, synthetic experiments)"),
+    "compare": ("mmrec_plugin.analysis.protocol", "add_arguments", "run",
+                "variants x seeds: mean +- sd tables, paired tests vs a baseline, plots"),
     "install": ("mmrec_plugin.bridge.cli", "add_install_arguments", "run_install",
                 "install the BRMRS model into an MMRec checkout"),
     "uninstall": ("mmrec_plugin.bridge.cli", "add_uninstall_arguments", "run_uninstall",

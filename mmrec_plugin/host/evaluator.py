@@ -187,13 +187,13 @@ def topk_hits(
     return gt_codes[pos] == codes
 
 
-def metrics_from_hits(
+def per_user_metrics(
     hits: np.ndarray,
     n_targets: np.ndarray,
     topk: Sequence[int],
     metrics: Iterable[str],
-) -> Dict[str, float]:
-    """Average metrics over users from a hits matrix (see the module docstring).
+) -> Dict[str, np.ndarray]:
+    """Each evaluated user's metrics from a hits matrix (see the module docstring).
 
     Args:
         hits: bool ``[N, maxK]``, ``hits[u, i]`` = the item at rank ``i + 1`` is relevant.
@@ -202,8 +202,8 @@ def metrics_from_hits(
         metrics: names among Recall, NDCG, Precision, MAP.
 
     Returns:
-        ``{'recall@10': ..., ...}`` (keys ``<metric>@<K>``, lower-case), in the order
-        metrics x topk.
+        ``{'recall@10': float64[N], ...}`` (keys ``<metric>@<K>``, lower-case), in the order
+        metrics x topk; :func:`metrics_from_hits` is their mean.
     """
     metrics = check_metrics(metrics)
     topk = check_topk(topk)
@@ -212,14 +212,12 @@ def metrics_from_hits(
     n, max_k = hits.shape
     if max(topk) > max_k:
         raise ValueError(f"topk {max(topk)} exceeds the {max_k} ranked items given")
-    if n == 0:
-        return {f"{m}@{k}": 0.0 for m in metrics for k in topk}
-    if (n_targets <= 0).any():
+    if n and (n_targets <= 0).any():
         raise ValueError("every evaluated user needs at least one ground-truth item")
     rel = hits.astype(np.float64)
     ranks = np.arange(1, max_k + 1, dtype=np.float64)
     cum_hits = np.cumsum(rel, axis=1)  # hits@i
-    out: Dict[str, float] = {}
+    out: Dict[str, np.ndarray] = {}
     need = set(metrics)
     if "ndcg" in need:
         disc = 1.0 / np.log2(ranks + 1.0)
@@ -239,8 +237,28 @@ def metrics_from_hits(
                 v = dcg[:, col] / idcg_table[ideal]
             else:  # map
                 v = sum_prec[:, col] / np.minimum(n_targets, k)
-            out[f"{m}@{k}"] = float(v.mean())
+            out[f"{m}@{k}"] = v
     return out
+
+
+def _means(per_user: Dict[str, np.ndarray]) -> Dict[str, float]:
+    return {key: float(v.mean()) if len(v) else 0.0 for key, v in per_user.items()}
+
+
+def metrics_from_hits(
+    hits: np.ndarray,
+    n_targets: np.ndarray,
+    topk: Sequence[int],
+    metrics: Iterable[str],
+) -> Dict[str, float]:
+    """Average metrics over users from a hits matrix: the mean of :func:`per_user_metrics`
+    (same arguments); 0.0 for every key when no user is evaluated.
+
+    Returns:
+        ``{'recall@10': ..., ...}`` (keys ``<metric>@<K>``, lower-case), in the order
+        metrics x topk.
+    """
+    return _means(per_user_metrics(hits, n_targets, topk, metrics))
 
 
 class Evaluator:
@@ -261,8 +279,13 @@ class Evaluator:
         Rows follow ``eval_loader.eval_users``; the ground truth is
         ``eval_loader.eval_items_per_user`` (CSR ``indptr, indices``).
         """
+        return _means(self.evaluate_per_user(topk_index, eval_loader))
+
+    def evaluate_per_user(self, topk_index, eval_loader) -> Dict[str, np.ndarray]:
+        """Like :meth:`evaluate`, but each user's values (``float64[N]`` per key, rows in
+        ``eval_loader.eval_users`` order), whose means are :meth:`evaluate`'s result."""
         if isinstance(topk_index, (list, tuple)):
             topk_index = torch.cat([t.detach().cpu() for t in topk_index], dim=0)
         indptr, indices = eval_loader.eval_items_per_user
         hits = topk_hits(topk_index, indptr, indices, eval_loader.n_items)
-        return metrics_from_hits(hits, np.diff(indptr), self.topk, self.metrics)
+        return per_user_metrics(hits, np.diff(indptr), self.topk, self.metrics)

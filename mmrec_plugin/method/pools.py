@@ -32,7 +32,8 @@ from torch import Tensor
 
 from mmrec_plugin.errors import ConfigError, did_you_mean
 
-__all__ = ["NEG_STRATEGIES", "train_csr_tensors", "sample_candidate_pool", "select_negatives"]
+__all__ = ["NEG_STRATEGIES", "HARDNESS", "train_csr_tensors", "sample_candidate_pool", "pick_from_pool",
+           "select_negatives"]
 
 NEG_STRATEGIES = ("cross", "same", "fused", "uniform")
 
@@ -120,12 +121,51 @@ def sample_candidate_pool(
     return pool
 
 
+HARDNESS = ("argmax", "softmax", "topk")
+
+
+def pick_from_pool(
+    scores: Tensor,
+    pool: Tensor,
+    hardness: str = "argmax",
+    temperature: float = 1.0,
+    topk: int = 1,
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:
+    """One item per row of ``pool`` ``[B, P]`` chosen by its scores ``[B, P]``.
+
+    - ``argmax``: the highest-scoring item (the paper's eq. 10);
+    - ``softmax``: a draw with probability ``softmax(scores / temperature)`` over the row
+      (``temperature -> 0`` approaches ``argmax``, a large one approaches a uniform draw);
+    - ``topk``: a uniform draw among the ``topk`` highest-scoring items of the row
+      (``topk = 1`` is ``argmax``; ``topk >= P`` is a uniform pool item).
+    """
+    with torch.no_grad():
+        if hardness == "argmax":
+            col = scores.argmax(dim=1, keepdim=True)
+        elif hardness == "softmax":
+            probs = torch.softmax(scores.float() / temperature, dim=1)
+            col = torch.multinomial(probs, 1, generator=generator)
+        elif hardness == "topk":
+            k = max(1, min(int(topk), scores.shape[1]))
+            top = scores.topk(k, dim=1).indices
+            r = torch.randint(k, (scores.shape[0], 1), device=scores.device, generator=generator)
+            col = top.gather(1, r)
+        else:
+            raise ValueError(f"pick_from_pool: unknown hardness {hardness!r}; allowed: {', '.join(HARDNESS)}")
+        return pool.gather(1, col).squeeze(1)
+
+
 def select_negatives(
     strategy: str,
     s_t: Optional[Tensor],
     s_v: Optional[Tensor],
     s_f: Optional[Tensor],
     pool: Tensor,
+    hardness: str = "argmax",
+    temperature: float = 1.0,
+    topk: int = 1,
+    generator: Optional[torch.Generator] = None,
 ) -> Tuple[Tensor, Tensor]:
     """Pick one negative per row of ``pool`` for the text and for the visual branch.
 
@@ -134,6 +174,8 @@ def select_negatives(
         s_t, s_v, s_f: pool scores ``[B, P]`` under the text, visual and fused branches
             (only those the strategy reads are needed; pass None for the others).
         pool: LongTensor ``[B, P]`` of item ids.
+        hardness, temperature, topk: how "hardest" is read (:func:`pick_from_pool`;
+            the paper's rule is ``argmax``).
 
     Returns:
         ``(neg_for_text_branch, neg_for_visual_branch)``, LongTensors ``[B]``.
@@ -151,7 +193,7 @@ def select_negatives(
         def hardest(s: Optional[Tensor], name: str) -> Tensor:
             if s is None:
                 raise ValueError(f"select_negatives: strategy {strategy!r} needs {name}")
-            return pool.gather(1, s.argmax(dim=1, keepdim=True)).squeeze(1)
+            return pick_from_pool(s, pool, hardness, temperature, topk, generator)
 
         if strategy == "cross":
             return hardest(s_v, "s_v"), hardest(s_t, "s_t")

@@ -55,7 +55,8 @@ from mmrec_plugin.method.losses import (
     orthogonality,
     synergy_bpr_loss,
 )
-from mmrec_plugin.method.pools import NEG_STRATEGIES, sample_candidate_pool, select_negatives
+from mmrec_plugin.method.probe import cached_graph_weights, weight_candidates
+from mmrec_plugin.method.pools import HARDNESS, NEG_STRATEGIES, sample_candidate_pool, select_negatives
 from mmrec_plugin.method.propagation import (
     channel_blocks,
     lightgcn_l2,
@@ -107,6 +108,13 @@ DEFAULTS = {
     "fusion": "concat",
     "pool_size": 32,
     "neg_strategy": "cross",
+    "chns_hardness": "argmax",
+    "chns_temperature": 1.0,
+    "chns_topk": 1,
+    "chns_warmup": 0,
+    "chns_decay": 1.0,
+    "chns_guard": False,
+    "branch_bpr_weight": 0.0,
     "chns_weight": 1.0,
     "syn_weight": 1.0,
     "syn_margin": 0.1,
@@ -174,20 +182,28 @@ def read_config(config) -> dict:
     number("ii_co_weight", float, 0.0, hi=1.0)
     number("uu_co_weight", float, 0.0, hi=1.0)
     number("pool_size", int, 1)
-    for key in ("chns_weight", "syn_weight", "bpr_weight", "reg_weight", "nce_weight", "orth_weight"):
+    number("chns_temperature", float, 0.0, lo_open=True)
+    number("chns_topk", int, 1)
+    number("chns_warmup", int, 0)
+    number("chns_decay", float, 0.0, lo_open=True, hi=1.0)
+    for key in ("chns_weight", "syn_weight", "bpr_weight", "reg_weight", "nce_weight", "orth_weight",
+                "branch_bpr_weight"):
         number(key, float, 0.0)
     number("syn_margin", float, 0.0, lo_open=True)
     number("nce_temperature", float, 0.0, lo_open=True)
     number("knn_block_size", int, 1)
     mw = c["modality_weights"]
-    if not isinstance(mw, (list, tuple)) or len(mw) != 2:
-        raise ConfigError(f"modality_weights: expected a list [beta_v, beta_t] of two numbers, got {mw!r}")
-    try:
-        c["modality_weights"] = [float(mw[0]), float(mw[1])]
-    except (TypeError, ValueError):
-        raise ConfigError(f"modality_weights: expected two numbers [beta_v, beta_t], got {mw!r}") from None
-    if min(c["modality_weights"]) < 0:
-        raise ConfigError(f"modality_weights: weights must be >= 0, got {mw!r}")
+    if mw == "auto":
+        pass
+    elif not isinstance(mw, (list, tuple)) or len(mw) != 2:
+        raise ConfigError(f"modality_weights: expected a list [beta_v, beta_t] of two numbers or auto, got {mw!r}")
+    else:
+        try:
+            c["modality_weights"] = [float(mw[0]), float(mw[1])]
+        except (TypeError, ValueError):
+            raise ConfigError(f"modality_weights: expected two numbers [beta_v, beta_t] or auto, got {mw!r}") from None
+        if min(c["modality_weights"]) < 0:
+            raise ConfigError(f"modality_weights: weights must be >= 0, got {mw!r}")
     if c["fusion"] not in FUSIONS:
         raise ConfigError(
             f"fusion: unknown value {c['fusion']!r}{did_you_mean(str(c['fusion']), FUSIONS)}; "
@@ -198,7 +214,12 @@ def read_config(config) -> dict:
             f"neg_strategy: unknown value {c['neg_strategy']!r}"
             f"{did_you_mean(str(c['neg_strategy']), NEG_STRATEGIES)}; allowed: {', '.join(NEG_STRATEGIES)}"
         )
-    for key in ("item_id_in_channels", "syn_detach", "graph_cache", "proj_bf16"):
+    if c["chns_hardness"] not in HARDNESS:
+        raise ConfigError(
+            f"chns_hardness: unknown value {c['chns_hardness']!r}"
+            f"{did_you_mean(str(c['chns_hardness']), HARDNESS)}; allowed: {', '.join(HARDNESS)}"
+        )
+    for key in ("item_id_in_channels", "syn_detach", "graph_cache", "proj_bf16", "chns_guard"):
         if not isinstance(c[key], (bool, np.bool_)):
             raise ConfigError(f"{key}: expected True or False, got {c[key]!r}")
         c[key] = bool(c[key])
@@ -208,6 +229,16 @@ def read_config(config) -> dict:
             "set at least one > 0"
         )
     return c
+
+
+def _guard(scores, pos_scores):
+    """``scores`` ``[B, P]`` re-keyed so that entries above the row's positive score
+    ``pos_scores`` ``[B]`` rank below every other entry (order kept within both groups); a row
+    whose entries are all above is reversed, so that its lowest-scored item ranks first."""
+    above = scores > pos_scores.unsqueeze(1)
+    span = (scores.max(dim=1, keepdim=True).values - scores.min(dim=1, keepdim=True).values) + 1.0
+    out = torch.where(above, scores - span, scores)
+    return torch.where(above.all(dim=1, keepdim=True), -scores, out)
 
 
 class BRMRS(GeneralRecommender):
@@ -264,6 +295,8 @@ class BRMRS(GeneralRecommender):
         self.register_buffer("feat_v", v_feat, persistent=False)
 
         self._eval_cache = None
+        self.epoch = 0  # the epoch being trained (pre_epoch_processing, called per epoch, counts)
+        self._epochs_started = 0
         self.reset_parameters()
 
     # -- construction helpers ---------------------------------------------------------------
@@ -293,15 +326,26 @@ class BRMRS(GeneralRecommender):
         if cfg["graph_cache"]:
             path = cache_dir(_get(config, "data_path", "."), _get(config, "dataset", "dataset"))
         tn, vn = t_feat.detach().cpu().numpy(), v_feat.detach().cpu().numpy()
-        beta_v, beta_t = cfg["modality_weights"]
         start = time.perf_counter()
+        ii_co, uu_co = cfg["ii_co_weight"], cfg["uu_co_weight"]
+        if cfg["modality_weights"] == "auto":  # chosen by the inner-validation probe
+            (ii_co, (beta_t, beta_v)), _ = cached_graph_weights(
+                path, inter, [tn, vn], cfg["ii_knn_k"], weight_candidates(2))
+            if ii_co >= 1.0:  # neither modality helps the item graph: users by co-interaction too
+                uu_co = 1.0
+            logger.info("BRMRS modality_weights auto: ii_co_weight %.2f, text %.2f, visual %.2f%s",
+                        ii_co, beta_t, beta_v, ", uu_co_weight 1" if uu_co == 1.0 else "")
+            self.graph_weights = {"ii_co_weight": ii_co, "uu_co_weight": uu_co,
+                                  "modality_weights": [beta_v, beta_t]}
+        else:
+            beta_v, beta_t = cfg["modality_weights"]
         g_ii, hit_i = cached_knn_graph(
-            path, "item", inter.T, [tn, vn], [beta_t, beta_v], cfg["ii_co_weight"], cfg["ii_knn_k"],
+            path, "item", inter.T, [tn, vn], [beta_t, beta_v], ii_co, cfg["ii_knn_k"],
             cfg["knn_block_size"],
         )
         g_uu, hit_u = cached_knn_graph(
             path, "user", inter, [user_profiles(inter, tn), user_profiles(inter, vn)], [beta_t, beta_v],
-            cfg["uu_co_weight"], cfg["uu_knn_k"], cfg["knn_block_size"],
+            uu_co, cfg["uu_knn_k"], cfg["knn_block_size"],
         )
         logger.info(
             "BRMRS graphs: item %d edges (cache %s), user %d edges (cache %s), %.1fs",
@@ -373,6 +417,19 @@ class BRMRS(GeneralRecommender):
         return x.split(self.dim, dim=-1)
 
     # -- training ---------------------------------------------------------------------------
+    def pre_epoch_processing(self):
+        self.epoch = self._epochs_started
+        self._epochs_started += 1
+
+    def chns_active(self) -> bool:
+        """CHNS trains from epoch ``chns_warmup`` on (0: from the start)."""
+        return self.cfg["chns_weight"] > 0 and self.epoch >= self.cfg["chns_warmup"]
+
+    def chns_weight_now(self) -> float:
+        """``chns_weight * chns_decay ** (epoch - chns_warmup)`` once CHNS is active."""
+        cfg = self.cfg
+        return cfg["chns_weight"] * cfg["chns_decay"] ** max(0, self.epoch - cfg["chns_warmup"])
+
     def train(self, mode: bool = True):
         self._eval_cache = None
         return super().train(mode)
@@ -393,8 +450,9 @@ class BRMRS(GeneralRecommender):
         else:
             pu, q = self.propagate(x0, users)
         pu_t, pu_v = self._split(pu)
-        if cfg["chns_weight"] > 0:
-            neg_t, neg_v = self.hard_negatives(users, pu_t, pu_v, q)
+        chns = self.chns_active()
+        if chns:
+            neg_t, neg_v = self.hard_negatives(users, pu_t, pu_v, q, pos)
             items = torch.cat([pos, neg, neg_t, neg_v])
         else:
             items = torch.cat([pos, neg])
@@ -404,7 +462,7 @@ class BRMRS(GeneralRecommender):
         qp_t, qp_v = self._split(q_b[0])
         qn_t, qn_v = self._split(q_b[1])
         s_t_pos, s_v_pos = (pu_t * qp_t).sum(-1), (pu_v * qp_v).sum(-1)
-        need_fused = cfg["syn_weight"] > 0 or cfg["bpr_weight"] > 0
+        need_fused = cfg["syn_weight"] > 0 or cfg["bpr_weight"] > 0 or cfg["branch_bpr_weight"] > 0
         if need_fused:  # (syn_weight > 0 implies need_fused)
             s_t_neg_i, s_v_neg_i = (pu_t * qn_t).sum(-1), (pu_v * qn_v).sum(-1)
         if need_fused and self.fusion.kind == "concat":  # <[a; b], [c; d]> = <a, c> + <b, d>
@@ -415,10 +473,10 @@ class BRMRS(GeneralRecommender):
             s_f_neg = (pu_f * self.fusion(qn_t, qn_v)).sum(-1)
 
         loss = x0.new_zeros(())
-        if cfg["chns_weight"] > 0:
+        if chns:
             s_t_neg = (pu_t * self._split(q_b[2])[0]).sum(-1)  # text branch on its negative
             s_v_neg = (pu_v * self._split(q_b[3])[1]).sum(-1)  # visual branch on its negative
-            loss = loss + cfg["chns_weight"] * chns_loss(s_t_pos, s_t_neg, s_v_pos, s_v_neg)
+            loss = loss + self.chns_weight_now() * chns_loss(s_t_pos, s_t_neg, s_v_pos, s_v_neg)
         if cfg["syn_weight"] > 0:
             d_t = s_t_pos - s_t_neg_i
             d_v = s_v_pos - s_v_neg_i
@@ -427,6 +485,9 @@ class BRMRS(GeneralRecommender):
             )
         if cfg["bpr_weight"] > 0:
             loss = loss + cfg["bpr_weight"] * bpr_loss(s_f_pos, s_f_neg)
+        if cfg["branch_bpr_weight"] > 0:  # each unimodal branch on the framework's uniform negative
+            loss = loss + cfg["branch_bpr_weight"] * (
+                bpr_loss(s_t_pos, s_t_neg_i) + bpr_loss(s_v_pos, s_v_neg_i))
         if cfg["nce_weight"] > 0:
             loss = loss + cfg["nce_weight"] * info_nce(qp_t, qp_v, cfg["nce_temperature"])
         if cfg["orth_weight"] > 0:
@@ -442,14 +503,24 @@ class BRMRS(GeneralRecommender):
             train_codes=self.train_codes,
         )
 
-    def hard_negatives(self, users, pu_t, pu_v, q):
-        """``(neg for the text branch, neg for the visual branch)`` ``[B]`` under ``neg_strategy``."""
+    def hard_negatives(self, users, pu_t, pu_v, q, pos=None):
+        """``(neg for the text branch, neg for the visual branch)`` ``[B]`` under ``neg_strategy``
+        and ``chns_hardness``. With ``chns_guard`` and the positives ``pos`` given, a pool item
+        that a branch scores above the positive is not a candidate under that branch's scores
+        (a likely false negative); a row left without candidates takes its lowest-scored item."""
+        cfg = self.cfg
         pool = self.candidate_pool(users)
         if self.neg_strategy == "uniform":
             return select_negatives("uniform", None, None, None, pool)
         with torch.no_grad():
             s_t, s_v, s_f = self._pool_scores(pu_t.detach(), pu_v.detach(), q.detach(), pool)
-        return select_negatives(self.neg_strategy, s_t, s_v, s_f, pool)
+            if cfg["chns_guard"] and pos is not None:
+                q_pos = q.detach().index_select(0, pos)
+                if s_t is not None:  # (the guard reads the branch scores: not for "fused")
+                    s_t = _guard(s_t, (pu_t.detach() * self._split(q_pos)[0]).sum(-1))
+                    s_v = _guard(s_v, (pu_v.detach() * self._split(q_pos)[1]).sum(-1))
+        return select_negatives(self.neg_strategy, s_t, s_v, s_f, pool, cfg["chns_hardness"],
+                                cfg["chns_temperature"], cfg["chns_topk"])
 
     def _pool_scores(self, pu_t, pu_v, q, pool):
         """``(s_t, s_v, s_f)`` ``[B, P]``: the branch scores of the pool items (``s_f`` only

@@ -357,3 +357,81 @@ def test_short_training_run_with_host_lowers_loss_and_beats_random(tmp_path):
     users = np.flatnonzero(np.diff(te.indptr))
     random_recall = float(np.mean(np.minimum(1.0, 20.0 / left[users])))
     assert test_result["recall@20"] > 1.5 * random_recall, (test_result, random_recall)
+
+
+def test_guard_ranks_items_above_the_positive_last():
+    scores = torch.tensor([[0.9, 0.1, 0.5, 0.3], [2.0, 3.0, 4.0, 5.0]])
+    pos = torch.tensor([0.6, 1.0])  # row 0: 0.9 is above; row 1: all above
+    g = brmrs._guard(scores, pos)
+    assert g[0].argsort(descending=True).tolist() == [2, 3, 1, 0]  # 0.5 > 0.3 > 0.1, then 0.9
+    assert g[1].argmax().item() == 0  # all above: the lowest-scored item first
+
+
+def test_guard_keeps_chns_from_choosing_an_item_scored_above_the_positive(tmp_path):
+    model, _ = _model(tmp_path, chns_guard=True, pool_size=16)
+    users = torch.arange(20)
+    pos = torch.zeros(20, dtype=torch.long)
+    with torch.no_grad():
+        p, q, _ = model.forward()
+    d = model.dim
+    torch.manual_seed(3)
+    neg_t, neg_v = model.hard_negatives(users, p[users, :d], p[users, d:], q, pos)
+    s_v_all = p[users, d:] @ q[:, d:].t()
+    s_v_pos = s_v_all[users, pos]
+    # the text branch's negative is chosen by s_v: it is never above s_v(u, pos) when the
+    # user's pool holds an item below it (here every pool holds one: scores are continuous)
+    chosen = s_v_all[users, neg_t]
+    torch.manual_seed(3)
+    pool = model.candidate_pool(users)
+    has_below = (s_v_all.gather(1, pool) <= s_v_pos.unsqueeze(1)).any(1)
+    assert bool(has_below.any())
+    assert bool((chosen[has_below] <= s_v_pos[has_below] + 1e-6).all())
+
+
+def test_chns_warmup_and_branch_bpr(tmp_path):
+    inter = _tiny(tmp_path)
+    batch = (torch.arange(8), torch.tensor(inter[np.arange(8)].argmax(axis=1)).view(-1),
+             torch.arange(8) + 10)
+
+    def loss(**over):
+        torch.manual_seed(0)
+        m = brmrs.BRMRS(_config(tmp_path, **over), FakeLoader(inter))
+        out = []
+        for _ in range(3):  # epochs 0, 1, 2
+            m.pre_epoch_processing()
+            torch.manual_seed(5)
+            out.append(float(m.calculate_loss(batch).detach()))
+        return m, out
+
+    _, warm = loss(chns_warmup=2)
+    _, off = loss(chns_weight=0.0)
+    _, on = loss()
+    assert warm[:2] == off[:2] and warm[2] == on[2] and on[2] != off[2]
+    # decay: the CHNS term of epoch e weighs chns_weight * decay ** e: at epoch 2, 0.25 of it
+    _, dec = loss(chns_decay=0.5)
+    assert dec[2] == pytest.approx(off[2] + 0.25 * (on[2] - off[2]), rel=1e-5)
+    # branch BPR adds softplus(-(s_m(u,i+) - s_m(u,i-))) of each unimodal branch
+    m, with_b = loss(chns_weight=0.0, branch_bpr_weight=0.5)
+    with torch.no_grad():
+        m.eval()
+        p, q, _ = m.forward()
+    d = m.dim
+    u, i, j = batch
+    extra = 0.0
+    for sl in (slice(0, d), slice(d, 2 * d)):
+        diff = (p[u, sl] * q[i, sl]).sum(-1) - (p[u, sl] * q[j, sl]).sum(-1)
+        extra += float(torch.nn.functional.softplus(-diff).mean())
+    assert with_b[0] == pytest.approx(off[0] + 0.5 * extra, rel=1e-5)
+
+
+def test_modality_weights_auto_uses_the_probe_choice(tmp_path):
+    from mmrec_plugin.method.probe import choose_graph_weights, weight_candidates
+    model, inter = _model(tmp_path, modality_weights="auto")
+    gw = model.graph_weights
+    t = np.load(tmp_path / "tiny" / "text_feat.npy")
+    v = np.load(tmp_path / "tiny" / "image_feat.npy")
+    (alpha, (bt, bv)), _ = choose_graph_weights(inter, [t, v], 4, weight_candidates(2))
+    assert gw["ii_co_weight"] == alpha and gw["modality_weights"] == [bv, bt]
+    assert model.adj_ii.shape == (30, 30)
+    with pytest.raises(ConfigError, match="modality_weights"):
+        _model(tmp_path, modality_weights="autos")

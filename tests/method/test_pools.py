@@ -97,3 +97,35 @@ def test_selection_has_no_gradient_and_rejects_unknown():
     assert not t.requires_grad and not v.requires_grad
     with pytest.raises(ConfigError, match="neg_strategy.*cross, same, fused, uniform"):
         select_negatives("crosss", S_T, S_V, S_F, POOL)
+
+
+def test_hardness_topk_and_softmax_limits_equal_argmax():
+    g = torch.Generator().manual_seed(0)
+    t, v = select_negatives("cross", S_T, S_V, S_F, POOL, "topk", topk=1, generator=g)
+    assert t.tolist() == [11, 20] and v.tolist() == [10, 22]
+    t, v = select_negatives("cross", S_T, S_V, S_F, POOL, "softmax", temperature=1e-4, generator=g)
+    assert t.tolist() == [11, 20] and v.tolist() == [10, 22]
+
+
+def test_hardness_topk_draws_uniformly_among_the_k_best():
+    from mmrec_plugin.method.pools import pick_from_pool
+    scores = torch.tensor([[0.3, 0.9, 0.1, 0.5]]).repeat(4000, 1)
+    pool = torch.tensor([[40, 41, 42, 43]]).repeat(4000, 1)
+    picked = pick_from_pool(scores, pool, "topk", topk=2, generator=torch.Generator().manual_seed(1))
+    counts = {i: int((picked == i).sum()) for i in (40, 41, 42, 43)}
+    assert counts[40] == 0 and counts[42] == 0  # not among the 2 best (0.9, 0.5)
+    assert abs(counts[41] - 2000) < 150 and abs(counts[43] - 2000) < 150  # 4.7 sd of Bin(4000, .5)
+
+
+def test_hardness_softmax_matches_its_probabilities():
+    from mmrec_plugin.method.pools import pick_from_pool
+    scores = torch.tensor([[0.0, 1.0, 2.0]]).repeat(6000, 1)
+    pool = torch.tensor([[0, 1, 2]]).repeat(6000, 1)
+    picked = pick_from_pool(scores, pool, "softmax", temperature=1.0, generator=torch.Generator().manual_seed(2))
+    e = np.exp([0.0, 1.0, 2.0])
+    expected = 6000 * e / e.sum()  # 540, 1468, 3991
+    got = np.bincount(picked.numpy(), minlength=3)
+    sd = np.sqrt(expected * (1 - e / e.sum()))
+    assert np.all(np.abs(got - expected) < 5 * sd)
+    with pytest.raises(ValueError, match="hardness"):
+        pick_from_pool(scores, pool, "hardest")
