@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import random
+import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional
 
@@ -84,16 +85,36 @@ def _finite(obj: Any) -> Any:
 
 def write_json_atomic(path: str, obj: Any) -> None:
     """Write ``obj`` as indented strict JSON (NaN -> null) to ``path`` via a temp file and
-    ``os.replace``, so a reader never sees a half-written file."""
+    ``os.replace``, so a reader never sees a half-written file. An OS error (an unwritable
+    folder, a full disk) is a UserError naming the file; the old file is kept."""
     text = json.dumps(_finite(jsonable(obj)), indent=2, allow_nan=False)
-    atomic_write_bytes(path, (text + "\n").encode())
+    try:
+        atomic_write_bytes(path, (text + "\n").encode())
+    except OSError as exc:
+        raise UserError(f"cannot write {path} ({exc.strerror or exc})") from None
 
 
 def _save_model_atomic(path: str, obj: Dict[str, Any]) -> None:
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+    except OSError as exc:
+        raise UserError(f"cannot write {path} ({exc.strerror or exc})") from None
+
+
+def _check_writable(folder: str) -> None:
+    """Fail before any training when ``folder`` does not take a new file (read-only or
+    immutable folder, no permission): otherwise the first result would be lost."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"results_dir: the results folder {folder} is not writable "
+                        f"({exc.strerror or exc}); make it writable or choose another "
+                        f"--results-dir") from None
 
 
 def data_fingerprint(config) -> str:
@@ -281,6 +302,7 @@ def quick_start(
     except OSError as exc:
         raise UserError(f"results_dir: cannot create the results folder {results_dir}: "
                         f"{exc.strerror or exc}") from None
+    _check_writable(results_dir)
     store = Store(os.path.join(results_dir, "store"))
     records: List[Dict[str, Any]] = []
     try:
