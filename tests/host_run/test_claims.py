@@ -1,0 +1,239 @@
+"""Shared results folders: claims with leases (a live owner's claim is respected, an expired
+or dead owner's claim is taken over), concurrent runs of one grid training each combination
+once, the summary written from the store, two grids keeping separate summaries."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from mmrec_plugin.host import claims as claims_mod
+from mmrec_plugin.host.claims import BUSY, CLAIMED, DONE, Claims, owner_identity
+from mmrec_plugin.store import Store
+
+
+def write_tiny(root, name="tiny", n_users=12, n_items=60):
+    """Per user 6 train, 1 valid, 1 test item."""
+    rng = np.random.default_rng(3)
+    folder = os.path.join(str(root), name)
+    os.makedirs(folder, exist_ok=True)
+    lines = ["userID\titemID\tx_label"]
+    for u in range(n_users):
+        for j, i in enumerate(rng.choice(n_items, 8, replace=False)):
+            lines.append(f"{u}\t{i}\t{0 if j < 6 else j - 5}")
+    with open(os.path.join(folder, f"{name}.inter"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+# ------------------------------------------------------------------------- claims
+@pytest.fixture
+def store(tmp_path):
+    with Store(str(tmp_path / "store")) as s:
+        yield s
+
+
+def test_claim_is_exclusive_and_commit_drops_it(store):
+    a, b = Claims(store), Claims(store)
+    try:
+        assert a.take("k1") == CLAIMED
+        assert b.take("k1") == BUSY  # a lives (this very process) and holds it
+        assert b.holder("k1")["token"] == a.token
+        assert a.take("k1") == CLAIMED  # its own claim
+        assert a.commit("k1", {"status": "ok"}) is True
+        assert store.get_json("claim/k1") is None
+        assert store.get_json("run/k1") == {"status": "ok"}
+        assert b.take("k1") == DONE
+        # a second commit of the same key keeps the first record
+        assert b.commit("k1", {"status": "other"}) is False
+        assert store.get_json("run/k1") == {"status": "ok"}
+    finally:
+        a.close()
+        b.close()
+
+
+def _foreign(expires, **over):
+    claim = {"host": "another-machine", "boot": "x", "pid": 1, "pid_start": "1",
+             "token": "t-foreign", "expires": expires}
+    claim.update(over)
+    return claim
+
+
+def test_lease_of_another_machine_holds_until_it_expires(store, caplog):
+    store.put_json("claim/live", _foreign(time.time() + 600))
+    store.put_json("claim/expired", _foreign(time.time() - 1))
+    c = Claims(store)
+    try:
+        assert c.take("live") == BUSY
+        caplog.set_level("WARNING")
+        assert c.take("expired") == CLAIMED
+        assert "taking over" in caplog.text
+        assert store.get_json("claim/expired")["token"] == c.token
+    finally:
+        c.close()
+    assert store.get_json("claim/expired") is None  # released on close
+    assert store.get_json("claim/live")["token"] == "t-foreign"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+def test_dead_or_reused_pid_on_this_machine_is_stale(store):
+    me = owner_identity()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    store.put_json("claim/dead", dict(me, pid=dead.pid, token="t1", expires=time.time() + 600))
+    # a live pid whose start time differs: the pid was reused by another process
+    store.put_json("claim/reused", dict(me, pid=os.getpid(), pid_start="0", token="t2",
+                                        expires=time.time() + 600))
+    # this process, but a token of no live Claims object (left by an earlier grid)
+    store.put_json("claim/orphan", dict(me, token="t3", expires=time.time() + 600))
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.2)
+        start = claims_mod._proc_start(live.pid)
+        store.put_json("claim/alive", dict(me, pid=live.pid, pid_start=start, token="t4",
+                                           expires=time.time() + 600))
+        c = Claims(store)
+        try:
+            assert c.take("dead") == CLAIMED
+            assert c.take("reused") == CLAIMED
+            assert c.take("orphan") == CLAIMED
+            assert c.take("alive") == BUSY
+        finally:
+            c.close()
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_lease_is_renewed_while_held(store):
+    c = Claims(store, lease=0.4)
+    try:
+        assert c.take("k") == CLAIMED
+        first = store.get_json("claim/k")["expires"]
+        time.sleep(0.5)  # longer than the lease: only renewal keeps it
+        again = store.get_json("claim/k")["expires"]
+        assert again > first and again > time.time()
+    finally:
+        c.close()
+
+
+# ------------------------------------------------------------------ whole grids
+TOY_SCRIPT = """
+import os, signal, sys, time
+import torch
+from mmrec_plugin import registry
+from mmrec_plugin.host.abstract_recommender import GeneralRecommender
+from mmrec_plugin.host.quick_start import quick_start
+
+open("started-%d" % os.getpid(), "w").close()
+
+class SlowToy(GeneralRecommender):
+    def __init__(self, config, dataloader):
+        super().__init__(config, dataloader)
+        deadline = time.time() + 120  # every run has started before anyone trains
+        while (sum(f.startswith("started-") for f in os.listdir("."))
+               < int(os.environ.get("N_RUNS", "1")) and time.time() < deadline):
+            time.sleep(0.05)
+        with open("calls.txt", "a") as fh:
+            fh.write("%d %s\\n" % (os.getpid(), config["reg_weight"]))
+        if os.environ.get("KILL_AT") == str(config["reg_weight"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(float(os.environ.get("SLEEP", "0")))
+        self.emb = torch.nn.Embedding(self.n_users + self.n_items, 4)
+
+    def calculate_loss(self, x):
+        u, p, n = self.emb(x[0]), self.emb(x[1] + self.n_users), self.emb(x[2] + self.n_users)
+        return -torch.nn.functional.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
+
+    def full_sort_predict(self, x):
+        return self.emb(x[0]) @ self.emb.weight[self.n_users:].T
+
+registry.register_model("SlowToy", SlowToy)
+grid = [float(v) for v in sys.argv[2].split(",")]
+summary = quick_start("SlowToy", "tiny", config_dict={
+    "data_path": sys.argv[1], "epochs": 2, "is_multimodal_model": False,
+    "reg_weight": grid}, results_dir="res")
+print(summary["path"])
+"""
+
+
+@pytest.fixture
+def toy(tmp_path):
+    write_tiny(tmp_path / "data")
+    script = tmp_path / "toy.py"
+    script.write_text(textwrap.dedent(TOY_SCRIPT))
+
+    def start(grid, **env):
+        return subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / "data"), grid], cwd=tmp_path,
+            env=dict(os.environ, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+
+    return start
+
+
+def _calls(tmp_path):
+    return [ln.split() for ln in (tmp_path / "calls.txt").read_text().splitlines()]
+
+
+def test_two_concurrent_runs_of_one_grid_train_each_combination_once(tmp_path, toy):
+    runs = [toy("0.1,0.2,0.3,0.4", N_RUNS="2", SLEEP="0.5") for _ in range(2)]
+    outs = [r.communicate(timeout=300) for r in runs]
+    for r, (out, err) in zip(runs, outs):
+        assert r.returncode == 0, err
+    calls = _calls(tmp_path)
+    assert sorted(v for _, v in calls) == ["0.1", "0.2", "0.3", "0.4"]  # each exactly once
+    assert len({pid for pid, _ in calls}) == 2  # both runs trained some
+    path = os.path.join("res", "SlowToy-tiny.json")
+    assert [out.strip().splitlines()[-1] for out, _ in outs] == [path, path]
+    with open(tmp_path / path) as fh:
+        summary = json.load(fh)
+    # written from the store: every combination, including those the other run trained
+    assert summary["complete"] is True
+    assert [c["params"]["reg_weight"] for c in summary["combinations"]] == [0.1, 0.2, 0.3, 0.4]
+    assert all(c["status"] == "ok" for c in summary["combinations"])
+    with Store(str(tmp_path / "res" / "store")) as s:
+        assert len(list(s.keys("run/"))) == 4 and list(s.keys("claim/")) == []
+
+
+def test_claim_of_a_killed_run_is_taken_over(tmp_path, toy):
+    first = toy("0.1,0.2,0.3", KILL_AT="0.2")
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == -9, err
+    with Store(str(tmp_path / "res" / "store")) as s:
+        assert len(list(s.keys("claim/"))) == 1  # the killed run's claim is left behind
+        assert len(list(s.keys("run/"))) == 1
+    second = toy("0.1,0.2,0.3")
+    _, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err
+    assert "taking over a combination claimed by pid %d" % first.pid in err
+    assert [v for _, v in _calls(tmp_path)] == ["0.1", "0.2", "0.2", "0.3"]
+    with open(tmp_path / "res" / "SlowToy-tiny.json") as fh:
+        assert json.load(fh)["complete"] is True
+
+
+def test_two_grids_in_one_folder_keep_separate_summaries(tmp_path, toy):
+    def run(grid):
+        proc = toy(grid)
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        path = out.strip().splitlines()[-1]
+        with open(tmp_path / path) as fh:
+            return path, json.load(fh)
+
+    path_a, a = run("0.1,0.2")
+    path_b, b = run("0.3")
+    assert os.path.basename(path_a) == "SlowToy-tiny.json"
+    assert os.path.basename(path_b) == f"SlowToy-tiny-{b['grid_id'][:8]}.json"
+    assert a["grid_id"] != b["grid_id"]
+    assert [c["params"]["reg_weight"] for c in b["combinations"]] == [0.3]
+    # the first grid again: its own name, untouched by the second, nothing retrained
+    path_a2, a2 = run("0.1,0.2")
+    assert path_a2 == path_a and a2["grid_id"] == a["grid_id"]
+    assert [c["params"]["reg_weight"] for c in a2["combinations"]] == [0.1, 0.2]
+    with open(tmp_path / path_b) as fh:
+        assert [c["params"]["reg_weight"] for c in json.load(fh)["combinations"]] == [0.3]
+    assert [v for _, v in _calls(tmp_path)] == ["0.1", "0.2", "0.3"]
