@@ -94,6 +94,11 @@ def is_live(claim: Dict, now: Optional[float] = None) -> bool:
     return True
 
 
+def _counts(record: Optional[Dict], redo) -> bool:
+    """Whether a stored ``record`` is a finished result (not one to redo)."""
+    return record is not None and record.get("status") not in redo
+
+
 class Claims:
     """This process's claims in ``store`` (see the module docstring).
 
@@ -115,11 +120,12 @@ class Claims:
     def _claim_value(self) -> Dict:
         return dict(self._identity, token=self.token, expires=time.time() + self.lease)
 
-    def take(self, key: str) -> str:
-        """Try to claim ``key``: :data:`DONE` (already committed), :data:`BUSY` (another live
-        owner holds it) or :data:`CLAIMED` (now ours; a stale claim is taken over)."""
+    def take(self, key: str, redo=()) -> str:
+        """Try to claim ``key``: :data:`DONE` (already committed, with a ``status`` not in
+        ``redo``), :data:`BUSY` (another live owner holds it) or :data:`CLAIMED` (now ours;
+        a stale claim is taken over)."""
         with self.store.transact() as txn:
-            if txn.get_json(RUN_PREFIX + key) is not None:
+            if _counts(txn.get_json(RUN_PREFIX + key), redo):
                 return DONE
             old = txn.get_json(CLAIM_PREFIX + key)
             if old is not None and old.get("token") != self.token and is_live(old):
@@ -140,12 +146,13 @@ class Claims:
             return None
         return old
 
-    def commit(self, key: str, record: Dict) -> bool:
+    def commit(self, key: str, record: Dict, redo=()) -> bool:
         """Store the finished ``record`` under ``run/<key>`` and drop the claim, in one
         transaction. Returns False (and keeps the stored one) when another run committed
-        ``key`` first (it took over a lease this run let expire)."""
+        ``key`` first (it took over a lease this run let expire); a stored record whose
+        ``status`` is in ``redo`` is replaced."""
         with self.store.transact() as txn:
-            first = txn.get_json(RUN_PREFIX + key) is None
+            first = not _counts(txn.get_json(RUN_PREFIX + key), redo)
             if first:
                 txn.put_json(RUN_PREFIX + key, record)
             old = txn.get_json(CLAIM_PREFIX + key)

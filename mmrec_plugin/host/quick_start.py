@@ -224,11 +224,13 @@ def _summary(config, records: List[Dict], n_total: int, json_path: str) -> Dict[
     }
 
 
-def _train_one(config, params, index, n, dataset_splits, model_cls, key,
-               keep_state=True) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
+def _train_one(config, params, index, n, dataset_splits, model_cls, key, keep_state=True,
+               on_eval=None) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
     """Train one combination; return its record and, with ``keep_state``, the payload of its
     model file (best-valid ``state_dict`` on the CPU, config, params, best epoch). Writes
-    nothing: the caller (this process, or a Ray driver for a worker) commits both."""
+    nothing: the caller (this process, or a Ray driver for a worker) commits both.
+    ``on_eval``: passed to :meth:`Trainer.fit`; a combination it stops is recorded with
+    ``status: 'pruned'`` (its results so far, no model file)."""
     from mmrec_plugin.host.dataloader import EvalDataLoader, TrainDataLoader
     from mmrec_plugin.host.trainer import NanLossError, Trainer
 
@@ -253,7 +255,8 @@ def _train_one(config, params, index, n, dataset_splits, model_cls, key,
     model = model_cls(cfg, train_data).to(cfg["device"])
     trainer = Trainer(cfg, model)
     try:
-        _, valid_result, test_result = trainer.fit(train_data, valid_data, test_data, saved=False)
+        _, valid_result, test_result = trainer.fit(train_data, valid_data, test_data, saved=False,
+                                                   on_eval=on_eval)
     except NanLossError as exc:
         record.update(status="nan", seconds=time.time() - t0, error=str(exc))
         record["history"] = jsonable(getattr(trainer, "history", []))
@@ -261,10 +264,13 @@ def _train_one(config, params, index, n, dataset_splits, model_cls, key,
                      index + 1, n, exc)
         return record, None
     record.update(
-        status="ok", seconds=time.time() - t0, best_epoch=trainer.best_epoch,
+        status="pruned" if trainer.pruned else "ok", seconds=time.time() - t0,
+        best_epoch=trainer.best_epoch,
         valid=jsonable(valid_result), test=jsonable(test_result),
         history=jsonable(getattr(trainer, "history", [])),
     )
+    if trainer.pruned:
+        return record, None
     if trainer.best_state is not None:
         model.load_state_dict(trainer.best_state)
     analysis = _analysis(model, cfg, train_ds, test_ds)
@@ -301,7 +307,8 @@ class GridRun:
     #: seconds between looks at combinations that other runs are training
     POLL_SECONDS = 2.0
 
-    def __init__(self, config, grid, fingerprint, store, save_model: bool = True):
+    def __init__(self, config, grid, fingerprint, store, save_model: bool = True,
+                 pruning: bool = False):
         from mmrec_plugin.host.claims import Claims
         from mmrec_plugin.store import digest
 
@@ -311,6 +318,9 @@ class GridRun:
         self.grid_id = digest("mmrec_plugin.grid/v1", self.keys)[:16]
         self.metric = valid_metric_key(config)
         self.claims = Claims(store)
+        # a combination an early-termination scheduler pruned counts as finished only for
+        # runs with a scheduler; a plain run trains it in full (and replaces the record)
+        self.redo = () if pruning else ("pruned",)
         self.pending = list(range(self.n))  # not known to be finished (by anyone)
         self.failed: set = set()  # given up in this run (a worker died too often)
         self.trained_here = 0
@@ -343,7 +353,7 @@ class GridRun:
         for index in list(self.pending):
             if index in exclude or index in self.failed:
                 continue
-            state = self.claims.take(self.keys[index])
+            state = self.claims.take(self.keys[index], self.redo)
             if state == DONE:
                 logger.info("combination %d/%d: %s: skipping, already done", index + 1, self.n,
                             self.describe(index))
@@ -381,7 +391,7 @@ class GridRun:
                                 f"{self.config['model']}-{self.config['dataset']}-{record['id']}.pt")
             _save_model_atomic(path, payload)
             record["model_path"] = path
-        if not self.claims.commit(self.keys[index], record):
+        if not self.claims.commit(self.keys[index], record, self.redo):
             logger.warning("combination %d/%d was committed by another run meanwhile; keeping "
                            "that result", index + 1, self.n)
         if index in self.pending:
@@ -477,7 +487,7 @@ def quick_start(
     if distributed is not None:
         from mmrec_plugin.host.distributed import require_ray
 
-        require_ray()  # before any work: a missing extra is a user error
+        require_ray(distributed.get("scheduler"))  # before any work: a missing extra is a user error
     if config["dataset"] == "demo":
         _ensure_demo(config)
 
@@ -494,7 +504,8 @@ def quick_start(
                         f"{exc.strerror or exc}") from None
     store = Store(os.path.join(results_dir, "store"))
     try:
-        run = GridRun(config, grid, fingerprint, store, save_model=save_model)
+        run = GridRun(config, grid, fingerprint, store, save_model=save_model,
+                      pruning=bool(distributed and distributed.get("scheduler")))
         try:
             if distributed is not None:
                 from mmrec_plugin.host.distributed import run_on_ray

@@ -1,0 +1,239 @@
+"""Grid search on Ray workers (``--workers``): the same JSON as the sequential run, a dead
+worker retried (bounded), ASHA pruning, Ctrl-C and kill -9 of the driver; and without the
+flags no Ray import at all. Ray tests are skipped when the ``distributed`` extra is absent;
+they start at most 2 local workers and shut Ray down."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from mmrec_plugin import registry
+from mmrec_plugin.cli import main
+from mmrec_plugin.host.abstract_recommender import GeneralRecommender
+from mmrec_plugin.host.quick_start import quick_start
+from mmrec_plugin.store import Store
+
+try:
+    import ray
+except ImportError:  # the distributed extra is not installed
+    ray = None
+
+needs_ray = pytest.mark.skipif(ray is None, reason="Ray (the distributed extra) is not installed")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def write_tiny(root, name="tiny", n_users=12, n_items=60):
+    """Per user 6 train, 1 valid, 1 test item; returns each user's valid item."""
+    rng = np.random.default_rng(3)
+    folder = os.path.join(str(root), name)
+    os.makedirs(folder, exist_ok=True)
+    lines = ["userID\titemID\tx_label"]
+    valid = []
+    for u in range(n_users):
+        items = rng.choice(n_items, 8, replace=False)
+        valid.append(int(items[6]))
+        for j, i in enumerate(items):
+            lines.append(f"{u}\t{i}\t{0 if j < 6 else j - 5}")
+    with open(os.path.join(folder, f"{name}.inter"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return valid
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging():
+    """main() points the root logger at the (captured) stderr of its test; restore it."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+# ----------------------------------------------------------------- without Ray
+def test_default_path_does_not_import_ray(tmp_path):
+    write_tiny(tmp_path / "data")
+    code = textwrap.dedent(f"""
+        import sys
+        import mmrec_plugin.cli
+        assert "ray" not in sys.modules
+        rc = mmrec_plugin.cli.main(["run", "-m", "BPR", "-d", "tiny", "--data-path",
+                                    {str(tmp_path / "data")!r}, "--results-dir",
+                                    {str(tmp_path / "res")!r}, "--epochs", "1", "-q"])
+        assert rc == 0, rc
+        print("ray imported:", "ray" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "ray imported: False"
+
+
+def test_workers_without_ray_name_the_extra(tmp_path, monkeypatch, capsys):
+    write_tiny(tmp_path / "data")
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    code = main(["run", "-m", "BPR", "-d", "tiny", "--data-path", str(tmp_path / "data"),
+                 "--results-dir", str(tmp_path / "res"), "--epochs", "1", "--workers", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    line = [ln for ln in err.splitlines() if ln.startswith("error:")][-1]
+    assert "[distributed]" in line and "--workers" in line
+    assert not os.path.exists(tmp_path / "res")  # nothing started
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--cpus-per-trial", "2"], "--cpus-per-trial sets Ray resources"),
+    (["--workers", "0"], "--workers: expected a positive integer"),
+    (["--scheduler", "hyperband"], "invalid choice: 'hyperband'"),
+])
+def test_bad_distributed_flags(tmp_path, capsys, argv, needle):
+    write_tiny(tmp_path / "data")
+    code = main(["run", "-m", "BPR", "-d", "tiny", "--data-path", str(tmp_path / "data"),
+                 "--results-dir", str(tmp_path / "res"), "--epochs", "1"] + argv)
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ one Ray instance
+@pytest.fixture(scope="module")
+def ray_local(tmp_path_factory):
+    if ray is None:
+        pytest.skip("Ray (the distributed extra) is not installed")
+    marks = tmp_path_factory.mktemp("marks")
+    os.environ["MMREC_TEST_MARKS"] = str(marks)  # workers inherit the environment
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        yield str(marks)
+    finally:
+        ray.shutdown()
+        os.environ.pop("MMREC_TEST_MARKS", None)
+
+
+def _comparable(obj):
+    """A summary without what legitimately differs between two runs: timings and paths."""
+    if isinstance(obj, dict):
+        return {k: _comparable(v) for k, v in obj.items()
+                if k not in ("seconds", "eval_seconds", "path", "model_path", "results_dir")}
+    if isinstance(obj, list):
+        return [_comparable(v) for v in obj]
+    return obj
+
+
+@needs_ray
+def test_two_workers_give_the_sequential_json(ray_local, tmp_path):
+    cfg = {"data_path": str(tmp_path / "data"), "epochs": 2}
+    seq = quick_start("BRMRS", "demo", config_dict=cfg, results_dir=str(tmp_path / "seq"),
+                      threads=1)
+    par = quick_start("BRMRS", "demo", config_dict=cfg, results_dir=str(tmp_path / "par"),
+                      threads=1, distributed={"workers": 2})
+    assert seq["complete"] and len(seq["combinations"]) == 4
+    assert all(c["status"] == "ok" and "analysis" in c for c in seq["combinations"])
+    assert _comparable(par) == _comparable(seq)
+    for a, b in zip(seq["combinations"], par["combinations"]):  # model files: same weights
+        wa = torch.load(a["model_path"], weights_only=True)["state_dict"]
+        wb = torch.load(b["model_path"], weights_only=True)["state_dict"]
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+class DieOnce(GeneralRecommender):
+    """A BPR-like toy whose worker process dies (SIGKILL) the first time it builds the
+    combination with reg_weight 0.2 (a mark file remembers it), or every time with 0.3."""
+
+    def __init__(self, config, dataloader):
+        super().__init__(config, dataloader)
+        marks = os.environ["MMREC_TEST_MARKS"]
+        reg = config["reg_weight"]
+        with open(os.path.join(marks, "calls.txt"), "a") as fh:
+            fh.write(f"{reg}\n")
+        first = not os.path.exists(os.path.join(marks, f"died-{reg}"))
+        if reg == 0.3 or (reg == 0.2 and first):
+            open(os.path.join(marks, f"died-{reg}"), "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        self.emb = torch.nn.Embedding(self.n_users + self.n_items, 4)
+
+    def calculate_loss(self, x):
+        u, p, n = self.emb(x[0]), self.emb(x[1] + self.n_users), self.emb(x[2] + self.n_users)
+        return -torch.nn.functional.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
+
+    def full_sort_predict(self, x):
+        return self.emb(x[0]) @ self.emb.weight[self.n_users:].T
+
+
+@needs_ray
+def test_dead_worker_is_retried_a_bounded_number_of_times(ray_local, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry.register_model("DieOnce", DieOnce)
+    write_tiny(tmp_path / "data")
+    caplog.set_level("INFO")
+    summary = quick_start(
+        "DieOnce", "tiny", config_dict={"data_path": str(tmp_path / "data"), "epochs": 1,
+                                        "is_multimodal_model": False,
+                                        "reg_weight": [0.1, 0.2, 0.3]},
+        results_dir=str(tmp_path / "res"), distributed={"workers": 2, "max_retries": 1})
+    calls = open(os.path.join(ray_local, "calls.txt")).read().split()
+    assert sorted(calls) == ["0.1", "0.2", "0.2", "0.3", "0.3"]  # 0.3: 1 try + 1 retry
+    status = {c["params"]["reg_weight"]: c["status"] for c in summary["combinations"]}
+    assert status == {0.1: "ok", 0.2: "ok"}  # 0.3 is left unfinished, not recorded
+    assert summary["complete"] is False
+    assert "its worker died 2 time(s)" in caplog.text
+    with Store(str(tmp_path / "res" / "store")) as store:
+        assert list(store.keys("claim/")) == []  # released
+
+
+class Steady(GeneralRecommender):
+    """Fixed scores: the table in <marks>/table.npy ranks every user's valid item first; with
+    reg_weight 1.0 the scores are negated (valid item last). One dummy weight; the
+    validation score is the same every epoch."""
+
+    def __init__(self, config, dataloader):
+        super().__init__(config, dataloader)
+        table = np.load(os.path.join(os.environ["MMREC_TEST_MARKS"], "table.npy"))
+        sign = -1.0 if config["reg_weight"] == 1.0 else 1.0
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.register_buffer("table", torch.as_tensor(sign * table, dtype=torch.float32))
+
+    def calculate_loss(self, interaction):
+        return ((self.w - 1.0) ** 2).sum()
+
+    def full_sort_predict(self, interaction):
+        return self.table[interaction[0]].clone() + 0.0 * self.w
+
+
+@needs_ray
+def test_asha_prunes_weak_combinations_and_never_selects_them(ray_local, tmp_path, monkeypatch):
+    """ASHA with a rung at epoch 1 (grace 1, factor 2) and one worker, so the combinations
+    reach the rung in grid order: the second, worse than the median of those already
+    there, is stopped."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry.register_model("Steady", Steady)
+    valid = write_tiny(tmp_path / "data")
+    table = np.random.default_rng(0).random((12, 60))
+    table[np.arange(12), valid] = 10.0
+    np.save(os.path.join(ray_local, "table.npy"), table)
+    cfg = {"data_path": str(tmp_path / "data"), "epochs": 4, "stopping_step": 10,
+           "is_multimodal_model": False, "reg_weight": [0.0, 1.0]}
+
+    def run(**dist):
+        return quick_start("Steady", "tiny", config_dict=cfg, results_dir=str(tmp_path / "res"),
+                           distributed=dict(workers=1, **dist))
+
+    summary = run(scheduler="asha", grace_period=1, reduction_factor=2)
+    by_reg = {c["params"]["reg_weight"]: c for c in summary["combinations"]}
+    good, bad = by_reg[0.0], by_reg[1.0]
+    assert good["valid"]["recall@20"] == 1.0 and bad["valid"]["recall@20"] == 0.0
+    assert good["status"] == "ok" and len(good["history"]) == 4
+    assert bad["status"] == "pruned" and len(bad["history"]) == 1 and bad["model_path"] is None
+    assert summary["best"]["params"]["reg_weight"] == 0.0 and summary["complete"]
+    # a run without a scheduler trains the pruned combination in full and reuses the other
+    again = run()
+    by_reg = {c["params"]["reg_weight"]: c for c in again["combinations"]}
+    assert by_reg[1.0]["status"] == "ok" and len(by_reg[1.0]["history"]) == 4
+    assert by_reg[0.0]["seconds"] == good["seconds"]  # not retrained
