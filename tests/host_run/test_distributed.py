@@ -237,3 +237,131 @@ def test_asha_prunes_weak_combinations_and_never_selects_them(ray_local, tmp_pat
     by_reg = {c["params"]["reg_weight"]: c for c in again["combinations"]}
     assert by_reg[1.0]["status"] == "ok" and len(by_reg[1.0]["history"]) == 4
     assert by_reg[0.0]["seconds"] == good["seconds"]  # not retrained
+
+
+# ----------------------------------------------------- the driver: Ctrl-C and kill -9
+DRIVER_SCRIPT = """
+import os, sys, time
+import torch
+from mmrec_plugin import registry
+from mmrec_plugin.cli import main
+from mmrec_plugin.host.abstract_recommender import GeneralRecommender
+
+class SlowToy(GeneralRecommender):
+    def __init__(self, config, dataloader):
+        super().__init__(config, dataloader)
+        with open(os.environ["CALLS"], "a") as fh:
+            fh.write("%s\\n" % config["reg_weight"])
+        time.sleep(float(os.environ.get("SLEEP", "0")))
+        self.emb = torch.nn.Embedding(self.n_users + self.n_items, 4)
+
+    def calculate_loss(self, x):
+        u, p, n = self.emb(x[0]), self.emb(x[1] + self.n_users), self.emb(x[2] + self.n_users)
+        return -torch.nn.functional.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
+
+    def full_sort_predict(self, x):
+        return self.emb(x[0]) @ self.emb.weight[self.n_users:].T
+
+with open("SlowToy.yaml", "w") as fh:
+    fh.write("reg_weight: [0.1, 0.2, 0.3, 0.4]\\nhyper_parameters: [reg_weight]\\n"
+             "is_multimodal_model: False\\n")
+registry.register_model("SlowToy", SlowToy, config_path="SlowToy.yaml")
+sys.exit(main(["run", "-m", "SlowToy", "-d", "tiny", "--data-path", sys.argv[1],
+               "--results-dir", "res", "--epochs", "1", "--workers", "2"]))
+"""
+
+
+def _ray_pids():
+    """Processes of Ray (its workers and daemons) on this machine."""
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmd = fh.read()
+            with open(f"/proc/{entry}/stat") as fh:
+                zombie = fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            continue
+        if not zombie and (cmd.startswith(b"ray::") or b"site-packages/ray/" in cmd):
+            pids.add(int(entry))
+    return pids
+
+
+def _wait_for(predicate, timeout=120.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _stored(tmp_path, prefix):
+    path = tmp_path / "res" / "store"
+    if not path.exists():
+        return {}
+    with Store(str(path)) as store:
+        return {k: store.get_json(k) for k in store.keys(prefix)}
+
+
+@needs_ray
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+def test_driver_ctrl_c_is_clean_and_kill_9_resumes(tmp_path):
+    write_tiny(tmp_path / "data")
+    script = tmp_path / "driver.py"
+    script.write_text(textwrap.dedent(DRIVER_SCRIPT))
+    calls = tmp_path / "calls.txt"
+    before = _ray_pids()
+
+    def start(**env):
+        return subprocess.Popen([sys.executable, str(script), str(tmp_path / "data")],
+                                cwd=tmp_path, env=dict(os.environ, CALLS=str(calls), **env),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def n_calls():
+        return len(calls.read_text().split()) if calls.exists() else 0
+
+    leftovers = set()
+    try:
+        # Ctrl-C while workers train: exit 130, no claim left, Ray shut down
+        first = start(SLEEP="30")
+        assert _wait_for(lambda: n_calls() >= 1 or first.poll() is not None)
+        assert first.poll() is None, first.communicate()[1]
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=120)
+        assert first.returncode == 130, err
+        assert "interrupted" in err and "Traceback" not in err
+        assert _stored(tmp_path, "claim/") == {} and _stored(tmp_path, "run/") == {}
+        assert _wait_for(lambda: not (_ray_pids() - before), timeout=60), _ray_pids() - before
+
+        # kill -9 of the driver after its first commit
+        second = start(SLEEP="1")
+        assert _wait_for(lambda: len(_stored(tmp_path, "run/")) >= 1 or second.poll() is not None)
+        assert second.poll() is None, second.communicate()[1]
+        second.kill()
+        second.communicate(timeout=60)
+        committed = sorted(r["params"]["reg_weight"] for r in _stored(tmp_path, "run/").values())
+        mark = n_calls()
+
+        # the rerun trains exactly what was not committed
+        third = start()
+        out, err = third.communicate(timeout=300)
+        assert third.returncode == 0, err
+        retrained = sorted(float(v) for v in calls.read_text().split()[mark:])
+        assert sorted(committed + retrained) == [0.1, 0.2, 0.3, 0.4]
+        with open(tmp_path / out.strip().splitlines()[-1]) as fh:
+            summary = json.load(fh)
+        assert summary["complete"] and len(summary["combinations"]) == 4
+        assert _stored(tmp_path, "claim/") == {}
+    finally:
+        # Ray's agent processes outlive a driver killed with -9 (Ray's behaviour): end
+        # the ones this test started, by pid
+        time.sleep(1)
+        leftovers = _ray_pids() - before
+        for pid in leftovers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
