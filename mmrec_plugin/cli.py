@@ -214,9 +214,10 @@ def run_run(args: argparse.Namespace) -> int:
 
         summaries: List[Dict[str, Any]] = []
 
-        def runner(_model: str, dataset: str, cfg: Dict[str, Any]) -> None:
+        def runner(_model: str, dataset: str, cfg: Dict[str, Any]) -> Dict[str, Any]:
             summaries.append(quick_start(args.model, dataset, config_dict=cfg,
                                          config_file=args.config_file, **run_opts))
+            return summaries[-1]
 
         studies.run_study(
             args.study, dataset=args.dataset,

@@ -17,6 +17,11 @@ loads the dataset once and splits it, then for each combination of the grid
 5. commits the record to the LMDB store ``<results_dir>/store`` under ``run/<digest>`` BEFORE
    the next combination starts.
 
+Training (``_train_one``) writes nothing; the process that claimed the combination (this
+one, or a Ray driver for its workers: :mod:`mmrec_plugin.host.distributed`) does steps 4-5
+(:class:`GridRun`). Runs of the same grid into one results folder cooperate through claims
+with leases (:mod:`mmrec_plugin.host.claims`): each combination is trained once.
+
 The digest covers the model, the dataset, the combination's values, every other effective
 config value that can change training or its metrics (all keys except the paths, the device
 and the grid definition: :data:`NOT_IN_DIGEST`) and the bytes of the dataset's files (the
@@ -26,10 +31,11 @@ resumes with the first unfinished one, while changed data or settings rerun.
 
 The winner is the ``'ok'`` combination with the highest VALIDATION ``valid_metric`` (MMRec
 picks by test score, a leak); ties go to the earlier combination. The summary
-``<results_dir>/<MODEL>-<DATASET>.json`` (written atomically after every combination) lists
-every combination (``id``, ``index``, ``params``, ``config``, ``best_epoch``, ``valid``,
-``test``, ``seconds``, ``status``, ``model_path``, ``analysis`` if any, ``history``), the
-selected ``best`` and ``selected_by``.
+``<results_dir>/<MODEL>-<DATASET>.json`` (``<MODEL>-<DATASET>-<grid id>.json`` for a second
+grid in the folder; rewritten from the store after every combination) lists every finished
+combination (``id``, ``index``, ``params``, ``config``, ``best_epoch``, ``valid``, ``test``,
+``seconds``, ``status``, ``model_path``, ``analysis`` if any, ``history``), the selected
+``best``, ``selected_by``, ``complete`` and ``grid_id``.
 """
 from __future__ import annotations
 
@@ -527,7 +533,8 @@ def quick_start(
                        "train them", summary["n_combinations"] - len(summary["combinations"]),
                        summary["n_combinations"])
     if best is None:
-        logger.error("no combination finished (every one diverged); see %s", json_path)
+        logger.error("no combination finished with status ok (diverged, pruned or not run); "
+                     "see %s", json_path)
     else:
         metric = valid_metric_key(config)
         logger.info("best (by valid %s): %s, valid %.4f, test %.4f", metric,
