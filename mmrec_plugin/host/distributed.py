@@ -113,20 +113,20 @@ class _Pruner:
 
 def _pickle_model_by_value(model_cls) -> None:
     """A model class from a module a worker cannot import (loaded from a file path) travels
-    by value."""
+    by value (cloudpickle already sends ``__main__`` and unregistered modules that way)."""
+    import sys
+
     import ray.cloudpickle
 
-    module = getattr(model_cls, "__module__", "__main__")
-    if module == "__main__":
-        return  # cloudpickle sends __main__ classes by value already
+    module = sys.modules.get(getattr(model_cls, "__module__", "__main__"))
+    if module is None or module.__name__ == "__main__":
+        return
     try:
-        importable = importlib.util.find_spec(module) is not None
+        importable = importlib.util.find_spec(module.__name__) is not None
     except (ImportError, ValueError):
         importable = False
     if not importable:
-        import sys
-
-        ray.cloudpickle.register_pickle_by_value(sys.modules[module])
+        ray.cloudpickle.register_pickle_by_value(module)
 
 
 def _start_ray(address: Optional[str], n_cpus: int, want_gpus: bool) -> bool:

@@ -5,28 +5,13 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import time
 
-import numpy as np
 import pytest
 
 from mmrec_plugin.host import claims as claims_mod
 from mmrec_plugin.host.claims import BUSY, CLAIMED, DONE, Claims, owner_identity
 from mmrec_plugin.store import Store
-
-
-def write_tiny(root, name="tiny", n_users=12, n_items=60):
-    """Per user 6 train, 1 valid, 1 test item."""
-    rng = np.random.default_rng(3)
-    folder = os.path.join(str(root), name)
-    os.makedirs(folder, exist_ok=True)
-    lines = ["userID\titemID\tx_label"]
-    for u in range(n_users):
-        for j, i in enumerate(rng.choice(n_items, 8, replace=False)):
-            lines.append(f"{u}\t{i}\t{0 if j < 6 else j - 5}")
-    with open(os.path.join(folder, f"{name}.inter"), "w") as fh:
-        fh.write("\n".join(lines) + "\n")
 
 
 # ------------------------------------------------------------------------- claims
@@ -121,72 +106,28 @@ def test_lease_is_renewed_while_held(store):
 
 
 # ------------------------------------------------------------------ whole grids
-TOY_SCRIPT = """
-import os, signal, sys, time
-import torch
-from mmrec_plugin import registry
-from mmrec_plugin.host.abstract_recommender import GeneralRecommender
-from mmrec_plugin.host.quick_start import quick_start
-
-open("started-%d" % os.getpid(), "w").close()
-
-class SlowToy(GeneralRecommender):
-    def __init__(self, config, dataloader):
-        super().__init__(config, dataloader)
-        deadline = time.time() + 120  # every run has started before anyone trains
-        while (sum(f.startswith("started-") for f in os.listdir("."))
-               < int(os.environ.get("N_RUNS", "1")) and time.time() < deadline):
-            time.sleep(0.05)
-        with open("calls.txt", "a") as fh:
-            fh.write("%d %s\\n" % (os.getpid(), config["reg_weight"]))
-        if os.environ.get("KILL_AT") == str(config["reg_weight"]):
-            os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(float(os.environ.get("SLEEP", "0")))
-        self.emb = torch.nn.Embedding(self.n_users + self.n_items, 4)
-
-    def calculate_loss(self, x):
-        u, p, n = self.emb(x[0]), self.emb(x[1] + self.n_users), self.emb(x[2] + self.n_users)
-        return -torch.nn.functional.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
-
-    def full_sort_predict(self, x):
-        return self.emb(x[0]) @ self.emb.weight[self.n_users:].T
-
-registry.register_model("SlowToy", SlowToy)
-grid = [float(v) for v in sys.argv[2].split(",")]
-summary = quick_start("SlowToy", "tiny", config_dict={
-    "data_path": sys.argv[1], "epochs": 2, "is_multimodal_model": False,
-    "reg_weight": grid}, results_dir="res")
-print(summary["path"])
-"""
-
-
 @pytest.fixture
-def toy(tmp_path):
-    write_tiny(tmp_path / "data")
-    script = tmp_path / "toy.py"
-    script.write_text(textwrap.dedent(TOY_SCRIPT))
+def toy(tmp_path, toy_grid):
+    """Start ``toy_grid.py`` (sequential runs of the SlowToy grid) in ``tmp_path``."""
+    toy_grid.write_tiny(tmp_path / "data")
 
     def start(grid, **env):
         return subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path / "data"), grid], cwd=tmp_path,
+            [sys.executable, toy_grid.PATH, str(tmp_path / "data"), grid], cwd=tmp_path,
             env=dict(os.environ, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
 
     return start
 
 
-def _calls(tmp_path):
-    return [ln.split() for ln in (tmp_path / "calls.txt").read_text().splitlines()]
-
-
-def test_two_concurrent_runs_of_one_grid_train_each_combination_once(tmp_path, toy):
-    runs = [toy("0.1,0.2,0.3,0.4", N_RUNS="2", SLEEP="0.5") for _ in range(2)]
+def test_two_concurrent_runs_of_one_grid_train_each_combination_once(tmp_path, toy, toy_grid):
+    runs = [toy("0.1, 0.2, 0.3, 0.4", N_RUNS="2", SLEEP="0.5") for _ in range(2)]
     outs = [r.communicate(timeout=300) for r in runs]
     for r, (out, err) in zip(runs, outs):
         assert r.returncode == 0, err
-    calls = _calls(tmp_path)
-    assert sorted(v for _, v in calls) == ["0.1", "0.2", "0.3", "0.4"]  # each exactly once
-    assert len({pid for pid, _ in calls}) == 2  # both runs trained some
+    calls = toy_grid.calls(tmp_path)
+    assert sorted(reg for _, reg in calls) == [0.1, 0.2, 0.3, 0.4]  # each exactly once
+    assert {pid for pid, _ in calls} == {r.pid for r in runs}  # both runs trained some
     path = os.path.join("res", "SlowToy-tiny.json")
     assert [out.strip().splitlines()[-1] for out, _ in outs] == [path, path]
     with open(tmp_path / path) as fh:
@@ -199,23 +140,23 @@ def test_two_concurrent_runs_of_one_grid_train_each_combination_once(tmp_path, t
         assert len(list(s.keys("run/"))) == 4 and list(s.keys("claim/")) == []
 
 
-def test_claim_of_a_killed_run_is_taken_over(tmp_path, toy):
-    first = toy("0.1,0.2,0.3", KILL_AT="0.2")
+def test_claim_of_a_killed_run_is_taken_over(tmp_path, toy, toy_grid):
+    first = toy("0.1, 0.2, 0.3", KILL_AT="0.2")
     _, err = first.communicate(timeout=300)
     assert first.returncode == -9, err
     with Store(str(tmp_path / "res" / "store")) as s:
         assert len(list(s.keys("claim/"))) == 1  # the killed run's claim is left behind
         assert len(list(s.keys("run/"))) == 1
-    second = toy("0.1,0.2,0.3")
+    second = toy("0.1, 0.2, 0.3")
     _, err = second.communicate(timeout=300)
     assert second.returncode == 0, err
     assert "taking over a combination claimed by pid %d" % first.pid in err
-    assert [v for _, v in _calls(tmp_path)] == ["0.1", "0.2", "0.2", "0.3"]
+    assert [reg for _, reg in toy_grid.calls(tmp_path)] == [0.1, 0.2, 0.2, 0.3]
     with open(tmp_path / "res" / "SlowToy-tiny.json") as fh:
         assert json.load(fh)["complete"] is True
 
 
-def test_two_grids_in_one_folder_keep_separate_summaries(tmp_path, toy):
+def test_two_grids_in_one_folder_keep_separate_summaries(tmp_path, toy, toy_grid):
     def run(grid):
         proc = toy(grid)
         out, err = proc.communicate(timeout=300)
@@ -224,16 +165,16 @@ def test_two_grids_in_one_folder_keep_separate_summaries(tmp_path, toy):
         with open(tmp_path / path) as fh:
             return path, json.load(fh)
 
-    path_a, a = run("0.1,0.2")
+    path_a, a = run("0.1, 0.2")
     path_b, b = run("0.3")
     assert os.path.basename(path_a) == "SlowToy-tiny.json"
     assert os.path.basename(path_b) == f"SlowToy-tiny-{b['grid_id'][:8]}.json"
     assert a["grid_id"] != b["grid_id"]
     assert [c["params"]["reg_weight"] for c in b["combinations"]] == [0.3]
     # the first grid again: its own name, untouched by the second, nothing retrained
-    path_a2, a2 = run("0.1,0.2")
+    path_a2, a2 = run("0.1, 0.2")
     assert path_a2 == path_a and a2["grid_id"] == a["grid_id"]
     assert [c["params"]["reg_weight"] for c in a2["combinations"]] == [0.1, 0.2]
     with open(tmp_path / path_b) as fh:
         assert [c["params"]["reg_weight"] for c in json.load(fh)["combinations"]] == [0.3]
-    assert [v for _, v in _calls(tmp_path)] == ["0.1", "0.2", "0.3"]
+    assert [reg for _, reg in toy_grid.calls(tmp_path)] == [0.1, 0.2, 0.3]

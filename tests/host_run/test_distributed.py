@@ -29,23 +29,6 @@ needs_ray = pytest.mark.skipif(ray is None, reason="Ray (the distributed extra) 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def write_tiny(root, name="tiny", n_users=12, n_items=60):
-    """Per user 6 train, 1 valid, 1 test item; returns each user's valid item."""
-    rng = np.random.default_rng(3)
-    folder = os.path.join(str(root), name)
-    os.makedirs(folder, exist_ok=True)
-    lines = ["userID\titemID\tx_label"]
-    valid = []
-    for u in range(n_users):
-        items = rng.choice(n_items, 8, replace=False)
-        valid.append(int(items[6]))
-        for j, i in enumerate(items):
-            lines.append(f"{u}\t{i}\t{0 if j < 6 else j - 5}")
-    with open(os.path.join(folder, f"{name}.inter"), "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    return valid
-
-
 @pytest.fixture(autouse=True)
 def _keep_logging():
     """main() points the root logger at the (captured) stderr of its test; restore it."""
@@ -59,8 +42,8 @@ def _keep_logging():
 
 
 # ----------------------------------------------------------------- without Ray
-def test_default_path_does_not_import_ray(tmp_path):
-    write_tiny(tmp_path / "data")
+def test_default_path_does_not_import_ray(tmp_path, toy_grid):
+    toy_grid.write_tiny(tmp_path / "data")
     code = textwrap.dedent(f"""
         import sys
         import mmrec_plugin.cli
@@ -77,8 +60,8 @@ def test_default_path_does_not_import_ray(tmp_path):
     assert out.stdout.strip().splitlines()[-1] == "ray imported: False"
 
 
-def test_workers_without_ray_name_the_extra(tmp_path, monkeypatch, capsys):
-    write_tiny(tmp_path / "data")
+def test_workers_without_ray_name_the_extra(tmp_path, monkeypatch, capsys, toy_grid):
+    toy_grid.write_tiny(tmp_path / "data")
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     code = main(["run", "-m", "BPR", "-d", "tiny", "--data-path", str(tmp_path / "data"),
                  "--results-dir", str(tmp_path / "res"), "--epochs", "1", "--workers", "2"])
@@ -94,8 +77,8 @@ def test_workers_without_ray_name_the_extra(tmp_path, monkeypatch, capsys):
     (["--workers", "0"], "--workers: expected a positive integer"),
     (["--scheduler", "hyperband"], "invalid choice: 'hyperband'"),
 ])
-def test_bad_distributed_flags(tmp_path, capsys, argv, needle):
-    write_tiny(tmp_path / "data")
+def test_bad_distributed_flags(tmp_path, capsys, argv, needle, toy_grid):
+    toy_grid.write_tiny(tmp_path / "data")
     code = main(["run", "-m", "BPR", "-d", "tiny", "--data-path", str(tmp_path / "data"),
                  "--results-dir", str(tmp_path / "res"), "--epochs", "1"] + argv)
     err = capsys.readouterr().err
@@ -108,13 +91,21 @@ def ray_local(tmp_path_factory):
     if ray is None:
         pytest.skip("Ray (the distributed extra) is not installed")
     marks = tmp_path_factory.mktemp("marks")
-    os.environ["MMREC_TEST_MARKS"] = str(marks)  # workers inherit the environment
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    # Ray's workers inherit this environment: the toy's files go to `marks`; the SlowToy
+    # combination with reg_weight 0.2 kills its worker once, the one with 0.3 every time
+    # (Ray's daemons copy the environment at ray.init: this process keeps its own)
+    env = {"TOY_DIR": str(marks), "KILL_ONCE_AT": "0.2", "KILL_AT": "0.3"}
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     try:
         yield str(marks)
     finally:
         ray.shutdown()
-        os.environ.pop("MMREC_TEST_MARKS", None)
 
 
 def _comparable(obj):
@@ -143,43 +134,22 @@ def test_two_workers_give_the_sequential_json(ray_local, tmp_path):
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-class DieOnce(GeneralRecommender):
-    """A BPR-like toy whose worker process dies (SIGKILL) the first time it builds the
-    combination with reg_weight 0.2 (a mark file remembers it), or every time with 0.3."""
-
-    def __init__(self, config, dataloader):
-        super().__init__(config, dataloader)
-        marks = os.environ["MMREC_TEST_MARKS"]
-        reg = config["reg_weight"]
-        with open(os.path.join(marks, "calls.txt"), "a") as fh:
-            fh.write(f"{reg}\n")
-        first = not os.path.exists(os.path.join(marks, f"died-{reg}"))
-        if reg == 0.3 or (reg == 0.2 and first):
-            open(os.path.join(marks, f"died-{reg}"), "w").close()
-            os.kill(os.getpid(), signal.SIGKILL)
-        self.emb = torch.nn.Embedding(self.n_users + self.n_items, 4)
-
-    def calculate_loss(self, x):
-        u, p, n = self.emb(x[0]), self.emb(x[1] + self.n_users), self.emb(x[2] + self.n_users)
-        return -torch.nn.functional.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
-
-    def full_sort_predict(self, x):
-        return self.emb(x[0]) @ self.emb.weight[self.n_users:].T
-
-
 @needs_ray
-def test_dead_worker_is_retried_a_bounded_number_of_times(ray_local, tmp_path, monkeypatch, caplog):
+def test_dead_worker_is_retried_a_bounded_number_of_times(ray_local, tmp_path, monkeypatch,
+                                                          caplog, toy_grid):
+    """SlowToy is loaded from a file path (module toy_grid, not importable by the workers):
+    it travels to them by value."""
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    registry.register_model("DieOnce", DieOnce)
-    write_tiny(tmp_path / "data")
+    registry.register_model("SlowToy", toy_grid.SlowToy)
+    toy_grid.write_tiny(tmp_path / "data")
     caplog.set_level("INFO")
     summary = quick_start(
-        "DieOnce", "tiny", config_dict={"data_path": str(tmp_path / "data"), "epochs": 1,
+        "SlowToy", "tiny", config_dict={"data_path": str(tmp_path / "data"), "epochs": 1,
                                         "is_multimodal_model": False,
                                         "reg_weight": [0.1, 0.2, 0.3]},
         results_dir=str(tmp_path / "res"), distributed={"workers": 2, "max_retries": 1})
-    calls = open(os.path.join(ray_local, "calls.txt")).read().split()
-    assert sorted(calls) == ["0.1", "0.2", "0.2", "0.3", "0.3"]  # 0.3: 1 try + 1 retry
+    calls = sorted(reg for _, reg in toy_grid.calls(ray_local))
+    assert calls == [0.1, 0.2, 0.2, 0.3, 0.3]  # 0.2: died once, retried; 0.3: 1 + 1 retry
     status = {c["params"]["reg_weight"]: c["status"] for c in summary["combinations"]}
     assert status == {0.1: "ok", 0.2: "ok"}  # 0.3 is left unfinished, not recorded
     assert summary["complete"] is False
@@ -189,13 +159,13 @@ def test_dead_worker_is_retried_a_bounded_number_of_times(ray_local, tmp_path, m
 
 
 class Steady(GeneralRecommender):
-    """Fixed scores: the table in <marks>/table.npy ranks every user's valid item first; with
+    """Fixed scores: the table in $TOY_DIR/table.npy ranks every user's valid item first; with
     reg_weight 1.0 the scores are negated (valid item last). One dummy weight; the
     validation score is the same every epoch."""
 
     def __init__(self, config, dataloader):
         super().__init__(config, dataloader)
-        table = np.load(os.path.join(os.environ["MMREC_TEST_MARKS"], "table.npy"))
+        table = np.load(os.path.join(os.environ["TOY_DIR"], "table.npy"))
         sign = -1.0 if config["reg_weight"] == 1.0 else 1.0
         self.w = torch.nn.Parameter(torch.zeros(1))
         self.register_buffer("table", torch.as_tensor(sign * table, dtype=torch.float32))
@@ -208,13 +178,14 @@ class Steady(GeneralRecommender):
 
 
 @needs_ray
-def test_asha_prunes_weak_combinations_and_never_selects_them(ray_local, tmp_path, monkeypatch):
+def test_asha_prunes_weak_combinations_and_never_selects_them(ray_local, tmp_path, monkeypatch,
+                                                            toy_grid):
     """ASHA with a rung at epoch 1 (grace 1, factor 2) and one worker, so the combinations
     reach the rung in grid order: the second, worse than the median of those already
     there, is stopped."""
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     registry.register_model("Steady", Steady)
-    valid = write_tiny(tmp_path / "data")
+    valid = toy_grid.write_tiny(tmp_path / "data")
     table = np.random.default_rng(0).random((12, 60))
     table[np.arange(12), valid] = 10.0
     np.save(os.path.join(ray_local, "table.npy"), table)
@@ -240,37 +211,6 @@ def test_asha_prunes_weak_combinations_and_never_selects_them(ray_local, tmp_pat
 
 
 # ----------------------------------------------------- the driver: Ctrl-C and kill -9
-DRIVER_SCRIPT = """
-import os, sys, time
-import torch
-from mmrec_plugin import registry
-from mmrec_plugin.cli import main
-from mmrec_plugin.host.abstract_recommender import GeneralRecommender
-
-class SlowToy(GeneralRecommender):
-    def __init__(self, config, dataloader):
-        super().__init__(config, dataloader)
-        with open(os.environ["CALLS"], "a") as fh:
-            fh.write("%s\\n" % config["reg_weight"])
-        time.sleep(float(os.environ.get("SLEEP", "0")))
-        self.emb = torch.nn.Embedding(self.n_users + self.n_items, 4)
-
-    def calculate_loss(self, x):
-        u, p, n = self.emb(x[0]), self.emb(x[1] + self.n_users), self.emb(x[2] + self.n_users)
-        return -torch.nn.functional.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
-
-    def full_sort_predict(self, x):
-        return self.emb(x[0]) @ self.emb.weight[self.n_users:].T
-
-with open("SlowToy.yaml", "w") as fh:
-    fh.write("reg_weight: [0.1, 0.2, 0.3, 0.4]\\nhyper_parameters: [reg_weight]\\n"
-             "is_multimodal_model: False\\n")
-registry.register_model("SlowToy", SlowToy, config_path="SlowToy.yaml")
-sys.exit(main(["run", "-m", "SlowToy", "-d", "tiny", "--data-path", sys.argv[1],
-               "--results-dir", "res", "--epochs", "1", "--workers", "2"]))
-"""
-
-
 def _ray_pids():
     """Processes of Ray (its workers and daemons) on this machine."""
     pids = set()
@@ -308,20 +248,18 @@ def _stored(tmp_path, prefix):
 
 @needs_ray
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
-def test_driver_ctrl_c_is_clean_and_kill_9_resumes(tmp_path):
-    write_tiny(tmp_path / "data")
-    script = tmp_path / "driver.py"
-    script.write_text(textwrap.dedent(DRIVER_SCRIPT))
-    calls = tmp_path / "calls.txt"
+def test_driver_ctrl_c_is_clean_and_kill_9_resumes(tmp_path, toy_grid):
+    toy_grid.write_tiny(tmp_path / "data")
     before = _ray_pids()
 
     def start(**env):
-        return subprocess.Popen([sys.executable, str(script), str(tmp_path / "data")],
-                                cwd=tmp_path, env=dict(os.environ, CALLS=str(calls), **env),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, toy_grid.PATH, str(tmp_path / "data"), "0.1, 0.2, 0.3, 0.4",
+             "--workers", "2"], cwd=tmp_path, env=dict(os.environ, TOY_DIR=str(tmp_path), **env),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def n_calls():
-        return len(calls.read_text().split()) if calls.exists() else 0
+        return len(toy_grid.calls(tmp_path))
 
     leftovers = set()
     try:
@@ -349,7 +287,7 @@ def test_driver_ctrl_c_is_clean_and_kill_9_resumes(tmp_path):
         third = start()
         out, err = third.communicate(timeout=300)
         assert third.returncode == 0, err
-        retrained = sorted(float(v) for v in calls.read_text().split()[mark:])
+        retrained = sorted(reg for _, reg in toy_grid.calls(tmp_path)[mark:])
         assert sorted(committed + retrained) == [0.1, 0.2, 0.3, 0.4]
         with open(tmp_path / out.strip().splitlines()[-1]) as fh:
             summary = json.load(fh)
