@@ -50,7 +50,8 @@ def require_ray(scheduler: Optional[str] = None) -> None:
     """Raise a :class:`UserError` naming the extra when Ray (or Ray Tune, for a scheduler)
     is not installed, or when ``scheduler`` is unknown."""
     if scheduler is not None and scheduler not in SCHEDULERS:
-        raise UserError(f"--scheduler {scheduler!r} is not known; accepted: {', '.join(SCHEDULERS)}")
+        raise UserError(f"--scheduler {scheduler!r} is not known; accepted: "
+                        f"{', '.join(SCHEDULERS)}")
     try:
         import ray  # noqa: F401
 

@@ -393,8 +393,8 @@ class GridRun:
         log one progress line."""
         record = dict(record, index=index)
         if payload is not None and self.save_model:
-            path = os.path.join(self.config["results_dir"], "models",
-                                f"{self.config['model']}-{self.config['dataset']}-{record['id']}.pt")
+            name = f"{self.config['model']}-{self.config['dataset']}-{record['id']}.pt"
+            path = os.path.join(self.config["results_dir"], "models", name)
             _save_model_atomic(path, payload)
             record["model_path"] = path
         if not self.claims.commit(self.keys[index], record, self.redo):
@@ -493,7 +493,7 @@ def quick_start(
     if distributed is not None:
         from mmrec_plugin.host.distributed import require_ray
 
-        require_ray(distributed.get("scheduler"))  # before any work: a missing extra is a user error
+        require_ray(distributed.get("scheduler"))  # a missing extra: an error before any work
     if config["dataset"] == "demo":
         _ensure_demo(config)
 
@@ -561,4 +561,5 @@ def _run_sequential(run: GridRun, splits, model_cls) -> None:
         run.commit(index, record, payload)
 
 
-__all__ = ["quick_start", "GridRun", "init_seed", "write_json_atomic", "combination_key", "data_fingerprint"]
+__all__ = ["quick_start", "GridRun", "init_seed", "write_json_atomic", "combination_key",
+           "data_fingerprint"]
