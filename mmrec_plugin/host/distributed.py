@@ -146,7 +146,13 @@ def _start_ray(address: Optional[str], n_cpus: int, want_gpus: bool) -> bool:
             ray.init(num_cpus=n_cpus, num_gpus=None if want_gpus else 0, **kwargs)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise UserError(f"could not start or join {where}: {exc}") from None
+        hint = ""
+        if address and address != "auto":
+            hint = ("; a cluster with token authentication (the default of `ray start`) needs "
+                    "RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN or ~/.ray/auth_token) "
+                    "for an explicit address; on a node of the cluster, --ray-address auto "
+                    "finds both")
+        raise UserError(f"could not start or join {where}: {exc}{hint}") from None
     res = ray.cluster_resources()
     logger.info("Ray %s in %.1fs: %g CPU(s), %g GPU(s)", "joined" if address else "started",
                 time.time() - t0, res.get("CPU", 0), res.get("GPU", 0))

@@ -303,3 +303,32 @@ def test_driver_ctrl_c_is_clean_and_kill_9_resumes(tmp_path, toy_grid):
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+
+
+@needs_ray
+def test_joins_an_existing_cluster(tmp_path, toy_grid):
+    """--ray-address: a cluster started by `ray start --head` (ended by its pid)."""
+    import socket
+
+    toy_grid.write_tiny(tmp_path / "data")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    head = subprocess.Popen([ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false", "--block"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        env = dict(os.environ, TOY_DIR=str(tmp_path), RAY_AUTH_MODE="token")
+        out = subprocess.run(
+            [sys.executable, toy_grid.PATH, str(tmp_path / "data"), "0.1, 0.2",
+             "--ray-address", f"127.0.0.1:{port}"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert "Ray joined" in out.stderr and "2 worker(s)" in out.stderr  # the cluster's CPUs
+        with open(tmp_path / out.stdout.strip().splitlines()[-1]) as fh:
+            summary = json.load(fh)
+        assert summary["complete"] and [c["status"] for c in summary["combinations"]] == ["ok"] * 2
+    finally:
+        head.terminate()
+        head.wait(timeout=60)
