@@ -143,7 +143,8 @@ def _start_ray(address: Optional[str], n_cpus: int, want_gpus: bool) -> bool:
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=n_cpus, num_gpus=None if want_gpus else 0, **kwargs)
+            ray.init(address="local", num_cpus=n_cpus, num_gpus=None if want_gpus else 0,
+                     **kwargs)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         hint = ""
@@ -198,8 +199,12 @@ def run_on_ray(run, splits, model_cls, threads: Optional[int] = None,
     run.t0 = time.time()  # the ETA counts training, not Ray's start
     inflight: Dict[Any, int] = {}
     try:
+        have = ray.cluster_resources()
+        if started and gpus_per_trial > have.get("GPU", 0):  # the task would wait forever
+            raise UserError(f"--gpus-per-trial {gpus_per_trial:g}: this machine has "
+                            f"{have.get('GPU', 0):g} GPU(s) for Ray; use --gpus-per-trial 0")
         if workers is None:
-            workers = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_trial))
+            workers = max(1, int(have.get("CPU", 1) // cpus_per_trial))
         logger.info("%d worker(s), %g CPU(s) and %g GPU(s) per combination, %d thread(s) each%s",
                     workers, cpus_per_trial, gpus_per_trial, threads,
                     f", scheduler {scheduler}" if scheduler else "")
