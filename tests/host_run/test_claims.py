@@ -3,6 +3,7 @@ or dead owner's claim is taken over), concurrent runs of one grid training each 
 once, the summary written from the store, two grids keeping separate summaries."""
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -151,6 +152,10 @@ def test_claim_of_a_killed_run_is_taken_over(tmp_path, toy, toy_grid):
     _, err = second.communicate(timeout=300)
     assert second.returncode == 0, err
     assert "taking over a combination claimed by pid %d" % first.pid in err
+    # progress: one line per finished combination with its metrics and the grid's ETA
+    done = re.findall(r"combination (\d)/3 done in [\d.]+s: best epoch \d+, valid recall@20 "
+                      r"[\d.]+, test recall@20 [\d.]+; (\d)/3 finished, ETA \d+:\d\d:\d\d", err)
+    assert done == [("2", "2"), ("3", "3")]
     assert [reg for _, reg in toy_grid.calls(tmp_path)] == [0.1, 0.2, 0.2, 0.3]
     with open(tmp_path / "res" / "SlowToy-tiny.json") as fh:
         assert json.load(fh)["complete"] is True

@@ -98,7 +98,7 @@ def ray_local(tmp_path_factory):
     saved = dict(os.environ)
     os.environ.update(env)
     try:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     finally:
         os.environ.clear()
         os.environ.update(saved)
