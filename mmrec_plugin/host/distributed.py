@@ -214,8 +214,9 @@ def run_on_ray(run, splits, model_cls, threads: Optional[int] = None,
         config_ref, splits_ref = ray.put(run.config), ray.put(splits)
         pruner = None
         if scheduler == "asha":
+            max_t = int(run.config["epochs"])
             pruner = ray.remote(num_cpus=0)(_Pruner).remote(
-                int(run.config["epochs"]), int(grace_period), float(reduction_factor))
+                max_t, max(1, min(int(grace_period), max_t)), float(reduction_factor))
         device = "cuda" if gpus_per_trial > 0 else "cpu"
         while True:
             while len(inflight) < workers:
