@@ -202,6 +202,28 @@ class Store:
             self.delete(key)
             return None
 
+    # -- several entries at once -----------------------------------------------------
+    @contextlib.contextmanager
+    def transact(self) -> Iterator["Transaction"]:
+        """One write transaction: every read inside it sees the store as it is, and every
+        write inside it lands together or not at all (on an exception nothing is written).
+
+        LMDB lets one writer at a time into a store (across processes), so this is also a
+        lock: a read-check-write inside it cannot interleave with another process's
+        (used for the grid's claims). Keep it short. LMDB and OS errors of the store
+        (beginning, each entry, the commit) raise :class:`StoreError`, as elsewhere.
+        """
+        with self._errors("write to"):
+            txn = self._env.begin(write=True)
+        try:
+            yield Transaction(txn, self._errors)
+        except BaseException:
+            txn.abort()
+            raise
+        with self._errors("write to"):
+            txn.commit()
+            self._env.sync(True)
+
     def close(self) -> None:
         self._env.close()
 
@@ -210,3 +232,39 @@ class Store:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _checked(value) -> Optional[bytes]:
+    """The payload of a stored ``value`` (checksum + payload), or None when it is missing
+    or does not match its checksum."""
+    if value is None:
+        return None
+    value = bytes(value)
+    payload = value[_HEADER:]
+    if len(value) < _HEADER or hashlib.sha256(payload).digest() != value[:_HEADER]:
+        return None
+    return payload
+
+
+class Transaction:
+    """JSON entries inside :meth:`Store.transact` (same format as :meth:`Store.put_json`;
+    a corrupt entry reads as None)."""
+
+    def __init__(self, txn, errors):
+        self._txn = txn
+        self._errors = errors  # Store._errors: LMDB errors as StoreError
+
+    def get_json(self, key: str):
+        with self._errors("read"):
+            value = self._txn.get(key.encode())
+        payload = _checked(value)
+        return None if payload is None else json.loads(payload.decode())
+
+    def put_json(self, key: str, obj) -> None:
+        payload = json.dumps(obj, sort_keys=True).encode()
+        with self._errors("write to"):
+            self._txn.put(key.encode(), hashlib.sha256(payload).digest() + payload)
+
+    def delete(self, key: str) -> None:
+        with self._errors("write to"):
+            self._txn.delete(key.encode())
