@@ -1,0 +1,245 @@
+"""FREEDOM and MMGCN (host reference models) against dense, hand-worked references."""
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmrec_plugin.errors import ConfigError
+from mmrec_plugin.host.dataloader import TrainDataLoader
+from mmrec_plugin.host.dataset import RecDataset
+from mmrec_plugin.host.models import FREEDOM, MMGCN
+from mmrec_plugin.host.models.freedom import knn_item_graph, normalized_edge_graph, prune_edges
+from mmrec_plugin.host.models.mmgcn import mean_bipartite_adjacency
+
+# user 3 has only valid/test interactions: zero degree in the training graph
+ROWS = [(0, 0, 0), (0, 1, 0), (1, 1, 0), (1, 2, 0), (1, 4, 0), (2, 0, 0), (2, 3, 0),
+        (0, 2, 1), (1, 0, 1), (3, 1, 1), (0, 3, 2), (2, 1, 2), (3, 4, 2)]
+TRAIN = [(0, 0), (0, 1), (1, 1), (1, 2), (1, 4), (2, 0), (2, 3)]
+N_U, N_I = 4, 5
+
+# 5 items, 2-d features: cosine neighbourhoods are easy to read off by hand
+V_FEAT = np.array([[1, 0], [1, 0.1], [0, 1], [0.1, 1], [1, 1]], dtype=np.float32)
+T_FEAT = np.array([[0, 1, 0], [1, 0, 0], [1, 0.2, 0], [0, 0, 1], [0, 1, 0.1]], dtype=np.float32)
+
+
+def _setup(tmp_path, h, **kw):
+    h.write_inter(tmp_path, "g", ROWS)
+    np.save(os.path.join(str(tmp_path), "g", "image_feat.npy"), V_FEAT)
+    np.save(os.path.join(str(tmp_path), "g", "text_feat.npy"), T_FEAT)
+    opts = dict(is_multimodal_model=True, embedding_size=4)
+    opts.update(kw)
+    cfg = h.make_config(tmp_path, "g", **opts)
+    train = RecDataset(cfg).split()[0]
+    return cfg, TrainDataLoader(cfg, train, 4)
+
+
+def dense_R():
+    R = np.zeros((N_U, N_I))
+    for u, i in TRAIN:
+        R[u, i] = 1
+    return R
+
+
+def dense_bipartite(R):
+    A = np.zeros((N_U + N_I, N_U + N_I))
+    A[:N_U, N_U:] = R
+    A[N_U:, :N_U] = R.T
+    return A
+
+
+def sym_norm(A):
+    d = A.sum(1)
+    inv = np.where(d > 0, 1 / np.sqrt(np.maximum(d, 1e-12)), 0.0)
+    return inv[:, None] * A * inv[None, :]
+
+
+# --- FREEDOM graphs ---------------------------------------------------------------------
+
+def test_knn_item_graph_hand_worked():
+    # visual, k=2: 0 -> {0, 1}, 1 -> {1, 0}, 2 -> {2, 3}, 3 -> {3, 2}, 4 -> {4, and 1 or 3}:
+    # cos(4, 1) = 1.1/(sqrt2 sqrt1.01) = 0.774 = cos(4, 3): a tie; use k=2 on rows 0..3 only
+    S = knn_item_graph(V_FEAT, 2).toarray()
+    want = np.zeros((5, 5))
+    for r, cols in {0: [0, 1], 1: [1, 0], 2: [2, 3], 3: [3, 2]}.items():
+        want[r, cols] = 0.5  # D = 2 I: D^-1/2 K D^-1/2 = K / 2
+    assert np.allclose(S[:4], want[:4])
+    assert S[4, 4] == 0.5 and S[4].sum() == pytest.approx(1.0) and S[4, [1, 3]].sum() == 0.5
+    # k=1: every item is its own nearest neighbour
+    assert np.allclose(knn_item_graph(T_FEAT, 1).toarray(), np.eye(5))
+
+
+def test_knn_item_graph_blocks_match_dense():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(37, 6)).astype(np.float32)
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sim = u @ u.T
+    want = np.zeros((37, 37))
+    for r in range(37):
+        want[r, np.argsort(-sim[r])[:4]] = 0.25
+    assert np.allclose(knn_item_graph(x, 4, block_size=5).toarray(), want)
+
+
+def test_normalized_edge_graph_matches_dense():
+    R = dense_R()
+    users = torch.tensor([u for u, _ in TRAIN])
+    items = torch.tensor([i for _, i in TRAIN])
+    got = normalized_edge_graph(users, items, N_U, N_I).to_dense().numpy()
+    assert np.allclose(got, sym_norm(dense_bipartite(R)), atol=1e-6)
+    # a subgraph is normalised with its own degrees
+    keep = torch.tensor([0, 3, 4])
+    R2 = np.zeros_like(R)
+    for k in keep.tolist():
+        R2[TRAIN[k]] = 1
+    got2 = normalized_edge_graph(users[keep], items[keep], N_U, N_I).to_dense().numpy()
+    assert np.allclose(got2, sym_norm(dense_bipartite(R2)), atol=1e-6)
+
+
+def test_prune_edges_count_distinct_and_degree_sensitive():
+    w = torch.tensor([1.0, 3.0, 1.0, 1.0, 2.0])
+    kept = prune_edges(w, 0.6)  # floor(0.4 * 5) = 2
+    assert kept.numel() == 2 and kept.unique().numel() == 2
+    assert torch.equal(prune_edges(w, 0.0), torch.arange(5))
+    # keep 1 of 2: P(edge 1) = 3 / (1 + 3)
+    g = torch.Generator().manual_seed(0)
+    hits = sum(int(prune_edges(torch.tensor([1.0, 3.0]), 0.5, g)[0]) for _ in range(4000))
+    assert abs(hits / 4000 - 0.75) < 0.03
+
+
+def test_freedom_edge_weights_and_pruned_graph(tmp_path, h):
+    cfg, loader = _setup(tmp_path, h, dropout=0.5)
+    torch.manual_seed(0)
+    model = FREEDOM(cfg, loader)
+    R = dense_R()
+    d_u, d_i = R.sum(1), R.sum(0)
+    got = {(int(u), int(i)): float(w) for u, i, w in zip(model.edge_users, model.edge_items, model.edge_weights)}
+    assert got == pytest.approx({(u, i): 1 / np.sqrt(d_u[u] * d_i[i]) for u, i in TRAIN})
+    model.train()
+    model.pre_epoch_processing()
+    A = model.masked_adj.to_dense().numpy()
+    kept = (A[:N_U, N_U:] > 0)
+    assert kept.sum() == 3 and np.all(R[kept] == 1)  # floor(0.5 * 7) training edges
+    assert np.allclose(A, sym_norm(dense_bipartite(kept.astype(float))), atol=1e-6)
+
+
+def test_freedom_forward_and_loss_match_dense(tmp_path, h):
+    cfg, loader = _setup(tmp_path, h, knn_k=2, mm_image_weight=0.25, n_mm_layers=1, n_ui_layers=2,
+                         dropout=0.0, reg_weight=0.5)
+    torch.manual_seed(0)
+    model = FREEDOM(cfg, loader)
+    E_u = model.user_embedding.weight.detach().double().numpy()
+    E_i = model.item_id_embedding.weight.detach().double().numpy()
+    S = 0.25 * knn_item_graph(V_FEAT, 2).toarray() + 0.75 * knn_item_graph(T_FEAT, 2).toarray()
+    G = sym_norm(dense_bipartite(dense_R()))
+    e0 = np.vstack([E_u, E_i])
+    mean = (e0 + G @ e0 + G @ G @ e0) / 3
+    want_u, want_i = mean[:N_U], mean[N_U:] + S @ E_i
+    u, i = model.forward()
+    assert np.allclose(u.detach().numpy(), want_u, atol=1e-5)
+    assert np.allclose(i.detach().numpy(), want_i, atol=1e-5)
+    scores = model.full_sort_predict([torch.tensor([2, 0])]).detach().numpy()
+    assert np.allclose(scores, want_u[[2, 0]] @ want_i.T, atol=1e-5)
+
+    batch = torch.tensor([[0, 1, 2], [1, 4, 3], [3, 0, 4]])
+    model.train()
+    model.pre_epoch_processing()  # dropout 0: the whole graph
+    loss = float(model.calculate_loss(batch).detach())
+
+    def bpr(pos, neg):
+        return np.mean(np.log1p(np.exp(-(pos - neg))))
+
+    us, ps, ns = batch.numpy()
+    want = bpr((want_u[us] * want_i[ps]).sum(1), (want_u[us] * want_i[ns]).sum(1))
+    for lin, x in ((model.projections["v"], V_FEAT), (model.projections["t"], T_FEAT)):
+        p = x @ lin.weight.detach().double().numpy().T + lin.bias.detach().double().numpy()
+        want += 0.5 * bpr((want_u[us] * p[ps]).sum(1), (want_u[us] * p[ns]).sum(1))
+    assert loss == pytest.approx(want, rel=1e-5)
+
+
+def test_freedom_config_errors(tmp_path, h):
+    cfg, loader = _setup(tmp_path, h, feat_embed_dim=8)
+    with pytest.raises(ConfigError, match="feat_embed_dim"):
+        FREEDOM(cfg, loader)
+    cfg, loader = _setup(tmp_path, h, dropout=1.0)
+    with pytest.raises(ConfigError, match="dropout"):
+        FREEDOM(cfg, loader)
+    cfg, loader = _setup(tmp_path, h, is_multimodal_model=False)
+    with pytest.raises(ConfigError, match="item features"):
+        FREEDOM(cfg, loader)
+
+
+# --- MMGCN ------------------------------------------------------------------------------
+
+def test_mean_bipartite_adjacency_matches_dense():
+    import scipy.sparse as sp
+
+    A = dense_bipartite(dense_R())
+    d = A.sum(1)
+    want = np.where(d[:, None] > 0, A / np.maximum(d, 1)[:, None], 0.0)
+    got = mean_bipartite_adjacency(sp.coo_matrix(dense_R())).toarray()
+    assert np.allclose(got, want)
+    assert np.allclose(got[3], 0.0)  # user 3: no training edges
+
+
+def _lrelu(x):
+    return np.where(x > 0, x, 0.01 * x)
+
+
+def test_mmgcn_forward_and_loss_match_dense(tmp_path, h):
+    cfg, loader = _setup(tmp_path, h, dim_latent=3, n_layers=2, reg_weight=0.1)
+    torch.manual_seed(0)
+    model = MMGCN(cfg, loader)
+    A = dense_bipartite(dense_R())
+    P = A / np.maximum(A.sum(1), 1)[:, None]
+    e_id = model.id_embedding.detach().double().numpy()
+
+    def lin(layer, x):
+        return x @ layer.weight.detach().double().numpy().T + layer.bias.detach().double().numpy()
+
+    reps = {}
+    for m, f in (("v", V_FEAT), ("t", T_FEAT)):
+        g = model.gcn[m]
+        x = np.vstack([g.preference.detach().double().numpy(), _lrelu(lin(g.proj, f))])
+        for agg, comb in zip(g.agg, g.comb):
+            x = _lrelu(_lrelu(lin(agg, P @ x)) + _lrelu(lin(comb, x)) + e_id)
+        reps[m] = x
+    got = model.modality_representations()
+    for m in ("v", "t"):
+        assert np.allclose(torch.cat(got[m]).detach().numpy(), reps[m], atol=1e-5)
+    fused = reps["v"] + reps["t"]
+    fu, fi = fused[:N_U], fused[N_U:]
+    scores = model.full_sort_predict([torch.tensor([1, 3])]).detach().numpy()
+    assert np.allclose(scores, fu[[1, 3]] @ fi.T, atol=1e-5)
+
+    batch = torch.tensor([[0, 1, 2], [1, 4, 3], [3, 0, 4]])
+    us, ps, ns = batch.numpy()
+    want = np.mean(np.log1p(np.exp(-((fu[us] * fi[ps]).sum(1) - (fu[us] * fi[ns]).sum(1)))))
+    norms = [np.linalg.norm(model.gcn[m].preference.detach().double().numpy()[us]) for m in ("v", "t")]
+    norms += [np.linalg.norm(e_id[us]), np.linalg.norm(e_id[N_U + ps]), np.linalg.norm(e_id[N_U + ns])]
+    want += 0.1 * sum(norms) / 3
+    assert float(model.calculate_loss(batch).detach()) == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["FREEDOM", "MMGCN"])
+def test_registered_and_trains(tmp_path, h, name):
+    from mmrec_plugin.host.trainer import Trainer
+    from mmrec_plugin.registry import get_model
+
+    cls = get_model(name.lower())
+    assert cls is {"FREEDOM": FREEDOM, "MMGCN": MMGCN}[name]
+    cfg, loader = _setup(tmp_path, h, dropout=0.5, learning_rate=0.05)
+    torch.manual_seed(0)
+    model = cls(cfg, loader)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    batch = torch.tensor([[0, 1, 2, 0], [1, 4, 3, 0], [3, 0, 4, 4]])
+    model.train()
+    losses = []
+    for _ in range(30):
+        model.pre_epoch_processing()
+        loss = model.calculate_loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
