@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import os
 import sys
 import tempfile
@@ -11,8 +10,8 @@ from typing import Any, Iterator
 
 from mmrec_plugin.errors import ConfigError
 
-__all__ = ["cfg_get", "config_number", "atomic_path", "atomic_write_bytes", "atomic_write_text",
-           "tune_allocator", "has_csr_sum_kernel"]
+__all__ = ["cfg_get", "scalar_value", "check_value", "config_number", "atomic_path",
+           "atomic_write_bytes", "atomic_write_text", "tune_allocator"]
 
 
 def cfg_get(config, key: str, default: Any = None) -> Any:
@@ -30,28 +29,71 @@ def cfg_get(config, key: str, default: Any = None) -> Any:
     return default
 
 
-def config_number(config, key: str, default, kind=float, minimum=None, owner: str = "") -> Any:
-    """A scalar config value of type ``kind`` (>= ``minimum``), else a ConfigError naming the key.
-
-    A list (an unexpanded grid), a bool or a string is rejected.
-    """
+def scalar_value(config, key: str, default: Any = None) -> Any:
+    """:func:`cfg_get`, with a one-element list unwrapped (MMRec keeps a grid key's value a
+    list outside a grid run); a longer list is an unexpanded grid: ConfigError naming the key."""
     value = cfg_get(config, key, default)
+    if isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            raise ConfigError(
+                f"config key '{key}': got the list {list(value)}; a list is a grid of values and "
+                f"is expanded only by a grid search (hyper_parameters); give one value"
+            )
+        value = value[0]
+    return value
+
+
+def check_value(key: str, value: Any, kind: type, ge=None, gt=None, le=None, lt=None,
+                choices=None, owner: str = "") -> Any:
+    """``value`` as ``kind`` (int, float, bool or str) within the bounds / ``choices``, else a
+    ConfigError naming ``key``, the value and what is accepted (the one typed check of config
+    values, used by the host's models and the method's config). A bool is never a number,
+    a number never a bool, an int must be integral."""
+    prefix = f"{owner}: " if owner else ""
+    if kind is bool:
+        try:
+            import numpy as np
+            is_bool = isinstance(value, (bool, np.bool_))
+        except ImportError:  # pragma: no cover
+            is_bool = isinstance(value, bool)
+        if not is_bool:
+            raise ConfigError(f"{prefix}config key '{key}' must be True or False, got {value!r}")
+        return bool(value)
+    if kind is str:
+        if not isinstance(value, str) or (choices is not None and value not in choices):
+            from mmrec_plugin.errors import did_you_mean
+
+            allowed = f"one of {', '.join(choices)}" if choices is not None else "a string"
+            raise ConfigError(f"{prefix}config key '{key}' must be {allowed}, got {value!r}"
+                              f"{did_you_mean(str(value), choices or ())}")
+        return value
     ok = not isinstance(value, (bool, list, tuple, dict, str))
     if ok:
         try:
             conv = kind(value)
             ok = kind is float or conv == value
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             ok = False
-    if ok and minimum is not None and conv < minimum:
-        ok = False
+    what = "an integer" if kind is int else "a number"
+    bounds = [f">= {ge}" if ge is not None else "", f"> {gt}" if gt is not None else "",
+              f"<= {le}" if le is not None else "", f"< {lt}" if lt is not None else ""]
+    bounds = [b for b in bounds if b]
+    if ok:
+        ok = not ((ge is not None and conv < ge) or (gt is not None and conv <= gt)
+                  or (le is not None and conv > le) or (lt is not None and conv >= lt))
     if not ok:
-        what = "an integer" if kind is int else "a number"
-        extra = f" >= {minimum}" if minimum is not None else ""
+        extra = " " + " and ".join(bounds) if bounds else ""
         hint = " (a list is a grid: run it through quick_start)" if isinstance(value, (list, tuple)) else ""
-        prefix = f"{owner}: " if owner else ""
         raise ConfigError(f"{prefix}config key '{key}' must be {what}{extra}, got {value!r}{hint}")
     return conv
+
+
+def config_number(config, key: str, default, kind=float, minimum=None, owner: str = "") -> Any:
+    """A scalar config value of type ``kind`` (>= ``minimum``), else a ConfigError naming the key.
+
+    A list (an unexpanded grid), a bool or a string is rejected.
+    """
+    return check_value(key, cfg_get(config, key, default), kind, ge=minimum, owner=owner)
 
 
 @contextlib.contextmanager
@@ -122,22 +164,3 @@ def tune_allocator() -> bool:
     ok_mmap = mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) == 1
     ok_trim = mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1
     return ok_mmap and ok_trim
-
-
-@functools.lru_cache(maxsize=None)
-def has_csr_sum_kernel() -> bool:
-    """Whether ``torch.sparse.mm(csr, dense, "sum")`` (torch's CPU reduction kernel for CSR
-    products, torch >= 2.0) works here; older torch takes the default path."""
-    import warnings
-
-    import torch
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            a = torch.sparse_csr_tensor(torch.tensor([0, 1, 2]), torch.tensor([1, 0]),
-                                        torch.tensor([2.0, 3.0]), size=(2, 2))
-            out = torch.sparse.mm(a, torch.tensor([[1.0], [10.0]]), "sum")
-        return out.flatten().tolist() == [20.0, 3.0]
-    except (TypeError, RuntimeError, NotImplementedError):
-        return False

@@ -1,28 +1,28 @@
-"""Fusion ``phi`` of the text and visual representations (SPEC section 2, key ``fusion``).
+"""Fusion ``phi`` of the M modality representations (docs/METHOD.md, "Fusion"; key ``fusion``).
 
-- ``mean``: ``phi(a, b) = (a + b) / 2`` (no parameters);
-- ``gate``: ``g = sigmoid(W_g [a; b] + c)``, ``phi(a, b) = g * a + (1 - g) * b``
-  (element-wise gate, ``g in [0, 1]^d``);
-- ``mlp``:  ``phi(a, b) = W_2 relu(W_1 [a; b] + c_1) + c_2`` (one hidden layer of width ``d``);
-- ``concat``: ``phi(a, b) = [a; b]`` (an extension beyond the SPEC's three, no parameters).
-  Then ``s_f = s_t + s_v`` exactly, so ``Delta_f - max(Delta_t, Delta_v) = min(Delta_t, Delta_v)``:
-  the synergy loss asks both branches to rank the positive above the negative. With ``mean``
-  the fused score is about a quarter of ``s_t + s_v`` (plus cross terms ``<p_t, q_v>``), so the
-  margin over ``max(Delta_t, Delta_v)`` is hard to reach and L_syn keeps pushing the norms up.
+- ``mean``: ``phi(x_1..x_M) = (1/M) sum_m x_m`` (no parameters);
+- ``gate``: M = 2: ``g = sigmoid(W_g [a; b] + c)``, ``phi(a, b) = g * a + (1 - g) * b``
+  (element-wise gate, ``g in [0, 1]^d``); M > 2: ``g = softmax_m(W_g [x_1; ..; x_M] + c)``
+  per dimension, ``phi = sum_m g_m * x_m``;
+- ``mlp``:  ``phi = W_2 relu(W_1 [x_1; ..; x_M] + c_1) + c_2`` (one hidden layer of width ``d``);
+- ``concat``: ``phi = [x_1; ..; x_M]`` (no parameters). Then ``s_f = sum_m s_m`` exactly
+  (:attr:`Fusion.scores_add_up`), so ``Delta_f - max_m Delta_m`` is the sum of the other
+  margins: the synergy loss asks every branch to rank the positive above the negative. With
+  ``mean`` the fused score is about ``1/M^2`` of ``sum_m s_m`` (plus cross terms), so the
+  margin over ``max_m Delta_m`` is hard to reach and L_syn keeps pushing the norms up.
 
 Args:
-    kind: ``'mean'``, ``'gate'`` or ``'mlp'``.
-    dim: representation size ``d``.
+    kind: ``'mean'``, ``'gate'``, ``'mlp'`` or ``'concat'``.
+    dim: representation size ``d`` of every modality.
+    n_modalities: ``M >= 1`` (default 2).
 
 Shapes:
-    a, b ``[..., d]`` -> ``[..., d]`` (``[..., 2d]`` for ``concat``).
+    x_m ``[..., d]`` -> ``[..., d]`` (``[..., M d]`` for ``concat``).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-
-from mmrec_plugin.errors import ConfigError, did_you_mean
 
 __all__ = ["FUSIONS", "Fusion"]
 
@@ -30,51 +30,61 @@ FUSIONS = ("mean", "gate", "mlp", "concat")
 
 
 class Fusion(nn.Module):
-    def __init__(self, kind: str, dim: int):
+    def __init__(self, kind: str, dim: int, n_modalities: int = 2):
         super().__init__()
         if kind not in FUSIONS:
-            raise ConfigError(
-                f"fusion: unknown value {kind!r}{did_you_mean(str(kind), FUSIONS)}; "
-                f"allowed: {', '.join(FUSIONS)}"
-            )
-        if int(dim) < 1:
-            raise ConfigError(f"embedding_size: must be >= 1 for fusion, got {dim!r}")
+            raise ValueError(f"Fusion: unknown kind {kind!r}; allowed: {', '.join(FUSIONS)}")
+        if int(dim) < 1 or int(n_modalities) < 1:
+            raise ValueError(f"Fusion: dim and n_modalities must be >= 1, got {dim!r}, {n_modalities!r}")
         self.kind = kind
         self.dim = int(dim)
+        self.n_modalities = m = int(n_modalities)
         if kind == "gate":
-            self.gate = nn.Linear(2 * self.dim, self.dim)
+            self.gate = nn.Linear(m * self.dim, self.dim if m == 2 else m * self.dim)
         elif kind == "mlp":
-            self.mlp = nn.Sequential(
-                nn.Linear(2 * self.dim, self.dim), nn.ReLU(), nn.Linear(self.dim, self.dim)
-            )
+            self.mlp = nn.Sequential(nn.Linear(m * self.dim, self.dim), nn.ReLU(), nn.Linear(self.dim, self.dim))
         self.reset_parameters()
 
     @property
     def out_dim(self) -> int:
-        """Width of the fused vectors: ``2 * dim`` for ``concat``, else ``dim``."""
-        return 2 * self.dim if self.kind == "concat" else self.dim
+        """Width of the fused vectors: ``M * dim`` for ``concat``, else ``dim``."""
+        return self.n_modalities * self.dim if self.kind == "concat" else self.dim
+
+    @property
+    def scores_add_up(self) -> bool:
+        """Whether the fused score is the sum of the branch scores (``concat``)."""
+        return self.kind == "concat"
 
     def reset_parameters(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+        for mod in self.modules():
+            if isinstance(mod, nn.Linear):
+                nn.init.xavier_uniform_(mod.weight)
+                nn.init.zeros_(mod.bias)
 
-    def gate_values(self, a: Tensor, b: Tensor) -> Tensor:
-        """The gate ``g`` (``kind='gate'`` only)."""
+    def gate_values(self, *xs: Tensor) -> Tensor:
+        """The gate: ``g`` ``[..., d]`` for M = 2, else the weights ``[..., M, d]``."""
         if self.kind != "gate":
             raise RuntimeError("gate_values: fusion kind is not 'gate'")
-        return torch.sigmoid(self.gate(torch.cat([a, b], dim=-1)))
+        z = self.gate(torch.cat(xs, dim=-1))
+        if self.n_modalities == 2:
+            return torch.sigmoid(z)
+        return torch.softmax(z.unflatten(-1, (self.n_modalities, self.dim)), dim=-2)
 
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+    def forward(self, *xs: Tensor) -> Tensor:
+        if len(xs) != self.n_modalities:
+            raise ValueError(f"Fusion: expected {self.n_modalities} inputs, got {len(xs)}")
         if self.kind == "mean":
-            return 0.5 * (a + b)
+            if len(xs) == 2:
+                return 0.5 * (xs[0] + xs[1])
+            return torch.stack(xs, dim=0).mean(dim=0)
         if self.kind == "concat":
-            return torch.cat([a, b], dim=-1)
+            return torch.cat(xs, dim=-1)
         if self.kind == "gate":
-            g = self.gate_values(a, b)
-            return g * a + (1.0 - g) * b
-        return self.mlp(torch.cat([a, b], dim=-1))
+            g = self.gate_values(*xs)
+            if len(xs) == 2:
+                return g * xs[0] + (1.0 - g) * xs[1]
+            return (g * torch.stack(xs, dim=-2)).sum(dim=-2)
+        return self.mlp(torch.cat(xs, dim=-1))
 
     def extra_repr(self) -> str:
-        return f"kind={self.kind!r}, dim={self.dim}"
+        return f"kind={self.kind!r}, dim={self.dim}, n_modalities={self.n_modalities}"

@@ -1,4 +1,4 @@
-"""Candidate pools and hard-negative strategies (SPEC section 3).
+"""Candidate pools and the choice of hard negatives (docs/METHOD.md, "CHNS").
 
 Candidate pool ``N(u)``: ``P`` items drawn independently and uniformly from ``I \\ O_u``
 (with replacement) for every training pair of the batch. Only training positives are
@@ -10,45 +10,33 @@ sorted codes of the training pairs; redraw only the collisions, round after roun
 loop runs over rounds, never over samples). A collision-free draw is uniform over
 ``I \\ O_u``, since every allowed item has the same chance in every round.
 
-Negative strategies (``neg_strategy``), given pool scores ``s_t, s_v, s_f`` ``[B, P]``:
+Negative strategies (``neg_strategy``), given the pool scores ``s_m`` ``[B, P]`` of every
+modality branch ``m`` (and of the fused branch for ``fused``):
 
-- ``cross`` (CHNS, eq. 10): the text branch is trained on ``j_v = argmax_j s_v(u, j)``,
-  the visual branch on ``j_t = argmax_j s_t(u, j)``;
-- ``same``: text on ``argmax s_t``, visual on ``argmax s_v``;
-- ``fused``: both on ``argmax s_f``;
-- ``uniform``: both on a uniform random pool item (column 0 of the pool, itself a uniform
-  draw from ``I \\ O_u``; no scores needed).
+- ``cross`` (CHNS): branch ``m`` is trained on the pool item that the OTHER branches rank
+  highest, ``j_m = argmax_j sum_{m' != m} s_m'(u, j)`` (with concat fusion, the fused score
+  of the model without branch ``m``). For two modalities this is the paper's eq. 10-11:
+  the text branch on ``j_v = argmax s_v``, the visual branch on ``j_t = argmax s_t``;
+- ``same``: branch ``m`` on ``argmax_j s_m(u, j)``;
+- ``fused``: every branch on ``argmax_j s_f(u, j)``;
+- ``uniform``: every branch on a uniform random pool item (column 0 of the pool, itself a
+  uniform draw from ``I \\ O_u``; no scores needed).
 
-Selection runs under ``torch.no_grad()``: the argmax chooses, it does not train.
+:func:`select_negatives` is the one place that turns pool scores into negatives (a softer
+choice than the argmax, e.g. sampling by softmax, goes into :func:`_pick`). Selection runs
+under ``torch.no_grad()``: the argmax chooses, it does not train.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Dict, Mapping, Optional
 
-import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from mmrec_plugin.errors import ConfigError, did_you_mean
 
-__all__ = ["NEG_STRATEGIES", "train_csr_tensors", "sample_candidate_pool", "select_negatives"]
+__all__ = ["NEG_STRATEGIES", "sample_candidate_pool", "select_negatives"]
 
 NEG_STRATEGIES = ("cross", "same", "fused", "uniform")
-
-
-def train_csr_tensors(inter, device=None) -> Tuple[Tensor, Tensor]:
-    """``(indptr, indices)`` LongTensors of the binarised training matrix, column indices
-    sorted within each row (so ``u * n_items + i`` over the rows in order is sorted)."""
-    m = sp.csr_matrix(inter, copy=True)
-    m.sum_duplicates()
-    m.eliminate_zeros()
-    m.sort_indices()
-    indptr = torch.from_numpy(m.indptr.astype(np.int64))
-    indices = torch.from_numpy(m.indices.astype(np.int64))
-    if device is not None:
-        indptr, indices = indptr.to(device), indices.to(device)
-    return indptr, indices
 
 
 def _train_codes(train_indptr: Tensor, train_indices: Tensor, n_items: int) -> Tensor:
@@ -75,7 +63,7 @@ def sample_candidate_pool(
         users: LongTensor ``[B]``.
         pool_size: ``P >= 1``.
         train_indptr, train_indices: the training matrix in CSR form (torch, on the device of
-            ``users``, indices sorted within rows; :func:`train_csr_tensors`).
+            ``users``, indices sorted within rows; e.g. from :func:`mmrec_plugin.sparse.binarize`).
         n_items: ``|I|``.
         generator: optional torch generator (on ``users.device``) for reproducible draws.
         max_rounds: give up after this many redraw rounds (only reachable when a user has
@@ -87,7 +75,7 @@ def sample_candidate_pool(
         LongTensor ``[B, P]`` of item ids, none a training positive of its row's user.
     """
     if pool_size < 1:
-        raise ConfigError(f"pool_size: must be >= 1, got {pool_size!r}")
+        raise ValueError(f"sample_candidate_pool: pool_size must be >= 1, got {pool_size!r}")
     device = users.device
     users = users.long()
     counts = train_indptr[1:] - train_indptr[:-1]
@@ -120,42 +108,52 @@ def sample_candidate_pool(
     return pool
 
 
+def _pick(scores: Tensor, pool: Tensor) -> Tensor:
+    """The pool item of highest score per row: ``[B, P]`` scores -> ``[B]`` item ids."""
+    return pool.gather(1, scores.argmax(dim=1, keepdim=True)).squeeze(1)
+
+
 def select_negatives(
     strategy: str,
-    s_t: Optional[Tensor],
-    s_v: Optional[Tensor],
-    s_f: Optional[Tensor],
+    scores: Mapping[str, Tensor],
     pool: Tensor,
-) -> Tuple[Tensor, Tensor]:
-    """Pick one negative per row of ``pool`` for the text and for the visual branch.
+    fused: Optional[Tensor] = None,
+) -> Dict[str, Tensor]:
+    """One negative per row of ``pool`` for every modality branch.
 
     Args:
         strategy: ``cross``, ``same``, ``fused`` or ``uniform`` (module docstring).
-        s_t, s_v, s_f: pool scores ``[B, P]`` under the text, visual and fused branches
-            (only those the strategy reads are needed; pass None for the others).
+        scores: branch name -> pool scores ``[B, P]``, for every branch (its keys name the
+            branches; for ``fused`` and ``uniform`` the values are not read and may be None).
         pool: LongTensor ``[B, P]`` of item ids.
+        fused: the fused branch's pool scores ``[B, P]`` (``fused`` only).
 
     Returns:
-        ``(neg_for_text_branch, neg_for_visual_branch)``, LongTensors ``[B]``.
+        branch name -> LongTensor ``[B]``, in the order of ``scores``.
     """
     if strategy not in NEG_STRATEGIES:
-        raise ConfigError(
-            f"neg_strategy: unknown value {strategy!r}{did_you_mean(str(strategy), NEG_STRATEGIES)}; "
-            f"allowed: {', '.join(NEG_STRATEGIES)}"
-        )
+        raise ValueError(f"select_negatives: unknown strategy {strategy!r}; allowed: {', '.join(NEG_STRATEGIES)}")
+    names = list(scores)
     with torch.no_grad():
         if strategy == "uniform":
-            neg = pool[:, 0]
-            return neg, neg
-
-        def hardest(s: Optional[Tensor], name: str) -> Tensor:
-            if s is None:
-                raise ValueError(f"select_negatives: strategy {strategy!r} needs {name}")
-            return pool.gather(1, s.argmax(dim=1, keepdim=True)).squeeze(1)
-
-        if strategy == "cross":
-            return hardest(s_v, "s_v"), hardest(s_t, "s_t")
+            return {m: pool[:, 0] for m in names}
+        if strategy == "fused":
+            if fused is None:
+                raise ValueError("select_negatives: strategy 'fused' needs the fused pool scores")
+            neg = _pick(fused, pool)
+            return {m: neg for m in names}
+        missing = [m for m in names if scores[m] is None]
+        if missing:
+            raise ValueError(f"select_negatives: strategy {strategy!r} needs the pool scores of {missing}")
         if strategy == "same":
-            return hardest(s_t, "s_t"), hardest(s_v, "s_v")
-        neg = hardest(s_f, "s_f")
-        return neg, neg
+            return {m: _pick(scores[m], pool) for m in names}
+        if len(names) < 2:
+            raise ValueError("select_negatives: strategy 'cross' needs at least two branches")
+        out = {}
+        for m in names:  # a loop over the M branches, not over samples
+            others = [scores[o] for o in names if o != m]
+            total = others[0]
+            for s in others[1:]:
+                total = total + s
+            out[m] = _pick(total, pool)
+        return out

@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-from mmrec_plugin.errors import ConfigError
 from mmrec_plugin.method.fusion import Fusion
 
 
@@ -50,7 +49,23 @@ def test_reset_parameters_reinitialises():
 
 
 def test_unknown_kind():
-    with pytest.raises(ConfigError) as e:
+    with pytest.raises(ValueError) as e:
         Fusion("gated", 4)
-    msg = str(e.value)
-    assert "fusion" in msg and "mean, gate, mlp, concat" in msg and "gate" in msg
+    assert "mean, gate, mlp, concat" in str(e.value)
+
+
+@pytest.mark.parametrize("kind", ["mean", "gate", "mlp", "concat"])
+def test_three_modalities(kind):
+    f = Fusion(kind, 5, n_modalities=3)
+    xs = [torch.randn(4, 5) for _ in range(3)]
+    out = f(*xs)
+    assert out.shape == (4, f.out_dim) and f.out_dim == (15 if kind == "concat" else 5)
+    if kind == "mean":
+        torch.testing.assert_close(out, (xs[0] + xs[1] + xs[2]) / 3)
+    if kind == "gate":  # softmax weights over the modalities: a convex combination
+        g = f.gate_values(*xs)
+        torch.testing.assert_close(g.sum(-2), torch.ones(4, 5))
+        torch.testing.assert_close(out, g[:, 0] * xs[0] + g[:, 1] * xs[1] + g[:, 2] * xs[2])
+    if kind == "concat":
+        qs = [torch.randn(4, 5) for _ in range(3)]
+        torch.testing.assert_close((out * f(*qs)).sum(-1), sum((x * q).sum(-1) for x, q in zip(xs, qs)))

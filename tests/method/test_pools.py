@@ -5,8 +5,13 @@ import scipy.sparse as sp
 import torch
 from scipy import stats
 
-from mmrec_plugin.errors import ConfigError
-from mmrec_plugin.method.pools import sample_candidate_pool, select_negatives, train_csr_tensors
+from mmrec_plugin.method.pools import sample_candidate_pool, select_negatives
+from mmrec_plugin.sparse import binarize
+
+
+def train_csr_tensors(inter):
+    m = binarize(inter)
+    return torch.from_numpy(m.indptr.astype(np.int64)), torch.from_numpy(m.indices.astype(np.int64))
 
 
 def _train(n_users=6, n_items=12, seed=0):
@@ -64,7 +69,7 @@ def test_pool_with_a_nearly_full_user_terminates():
 def test_pool_rejects_bad_size_and_full_user():
     inter = sp.csr_matrix((np.ones(3), ([0, 0, 0], [0, 1, 2])), shape=(1, 3))
     indptr, indices = train_csr_tensors(inter)
-    with pytest.raises(ConfigError, match="pool_size"):
+    with pytest.raises(ValueError, match="pool_size"):
         sample_candidate_pool(torch.zeros(2, dtype=torch.long), 0, indptr, indices, 3)
     with pytest.raises(ValueError, match="every item"):
         sample_candidate_pool(torch.zeros(2, dtype=torch.long), 4, indptr, indices, 3)
@@ -77,23 +82,42 @@ S_F = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])  # argmax: 2, 1
 
 
 def test_cross_trains_each_branch_on_the_other_branch_hardest():
-    neg_text, neg_visual = select_negatives("cross", S_T, S_V, S_F, POOL)
-    assert neg_text.tolist() == [11, 20]  # argmax of s_v
-    assert neg_visual.tolist() == [10, 22]  # argmax of s_t
+    """M = 2: the paper's eq. 10-11, text on argmax s_v, visual on argmax s_t."""
+    neg = select_negatives("cross", {"text": S_T, "visual": S_V}, POOL)
+    assert neg["text"].tolist() == [11, 20]  # argmax of s_v
+    assert neg["visual"].tolist() == [10, 22]  # argmax of s_t
+
+
+def test_cross_with_three_branches_uses_the_sum_of_the_others():
+    """M = 3, worked by hand: branch a's negative maximises s_b + s_c, etc."""
+    s_a = torch.tensor([[0.0, 0.3, 0.1]])
+    s_b = torch.tensor([[0.5, 0.0, 0.0]])
+    s_c = torch.tensor([[0.0, 0.4, 0.45]])
+    pool = torch.tensor([[7, 8, 9]])
+    # s_b + s_c = [0.5, 0.4, 0.45] -> 7; s_a + s_c = [0.0, 0.7, 0.55] -> 8; s_a + s_b = [0.5, 0.3, 0.1] -> 7
+    neg = select_negatives("cross", {"a": s_a, "b": s_b, "c": s_c}, pool)
+    assert {m: n.tolist() for m, n in neg.items()} == {"a": [7], "b": [8], "c": [7]}
+    # the single hardest item of the other two (item 9 for a: s_c alone) is NOT what counts
+    assert neg["a"].item() != pool[0, s_c.argmax()].item()
 
 
 def test_same_fused_uniform():
-    t, v = select_negatives("same", S_T, S_V, None, POOL)
-    assert t.tolist() == [10, 22] and v.tolist() == [11, 20]
-    t, v = select_negatives("fused", None, None, S_F, POOL)
-    assert t.tolist() == [12, 21] and v.tolist() == [12, 21]
-    t, v = select_negatives("uniform", None, None, None, POOL)
-    assert t.tolist() == [10, 20] and v.tolist() == [10, 20]  # a pool item, itself uniform
+    both = {"text": S_T, "visual": S_V}
+    neg = select_negatives("same", both, POOL)
+    assert neg["text"].tolist() == [10, 22] and neg["visual"].tolist() == [11, 20]
+    neg = select_negatives("fused", {"text": None, "visual": None}, POOL, fused=S_F)
+    assert neg["text"].tolist() == [12, 21] and neg["visual"].tolist() == [12, 21]
+    neg = select_negatives("uniform", {"text": None, "visual": None}, POOL)
+    assert neg["text"].tolist() == [10, 20] and neg["visual"].tolist() == [10, 20]  # a pool item, itself uniform
 
 
 def test_selection_has_no_gradient_and_rejects_unknown():
     s = S_T.clone().requires_grad_(True)
-    t, v = select_negatives("same", s, S_V, None, POOL)
-    assert not t.requires_grad and not v.requires_grad
-    with pytest.raises(ConfigError, match="neg_strategy.*cross, same, fused, uniform"):
-        select_negatives("crosss", S_T, S_V, S_F, POOL)
+    neg = select_negatives("same", {"text": s, "visual": S_V}, POOL)
+    assert not neg["text"].requires_grad and not neg["visual"].requires_grad
+    with pytest.raises(ValueError, match="crosss.*cross, same, fused, uniform"):
+        select_negatives("crosss", {"text": S_T, "visual": S_V}, POOL)
+    with pytest.raises(ValueError, match="fused pool scores"):
+        select_negatives("fused", {"text": S_T, "visual": S_V}, POOL)
+    with pytest.raises(ValueError, match="two branches"):
+        select_negatives("cross", {"text": S_T}, POOL)

@@ -1,0 +1,186 @@
+"""The BR-MRS objective for any multimodal recommender: CHNS + synergy-aware BPR (+ fused BPR).
+
+A model with M >= 2 modality branches and a fused scorer hands its batch to
+:class:`BRObjective`; it draws the candidate pools, picks each branch's cross-modal hard
+negative and returns the weighted loss terms by name. BRMRS uses it (one implementation);
+any MMRec-style model calls it from ``calculate_loss`` in a few lines::
+
+    from mmrec_plugin.method.objective import BRObjective
+
+    # in __init__ (same keys and defaults as BRMRS: pool_size, neg_strategy, chns_weight,
+    # syn_weight, syn_margin, syn_detach, bpr_weight; read from the MMRec config):
+    self.br = BRObjective(dataloader.inter_matrix(form="coo"), config)
+
+    # in calculate_loss(interaction):
+    users, pos, neg = interaction[0], interaction[1], interaction[2]
+    u_t, u_v, i_t, i_v = ...                      # per-modality user [n_users, d] / item [n_items, d] reps
+    terms = self.br(users, pos, neg,
+                    branches={"text": (u_t[users], i_t), "visual": (u_v[users], i_v)},
+                    fused=(u_f[users], i_f))     # or None: s_f = s_text + s_visual (concat fusion)
+    return sum(terms.values())                   # or tuple(terms.values()): MMRec logs each term
+
+Branches. ``branches`` maps a modality name to either
+
+- a pair ``(user_rep [B, d_m], item_rep [n_items, d_m])``: row ``b`` of ``user_rep`` is the
+  batch user ``users[b]``; scores are inner products ``s_m(u_b, j) = <user_rep[b], item_rep[j]>``;
+- or a scorer ``f(items: LongTensor[B, K]) -> [B, K]``, the score of ``items[b, k]`` for the
+  batch user ``b`` (any scoring function: MLPs, several vectors per item, ...).
+
+``fused`` is a pair or a scorer in the same sense, or None: then the fused score is the sum
+of the branch scores (exactly what concat fusion ``phi = [a; b]`` gives).
+
+Per batch ``(u, i+, i-)`` (``i-``: the framework's uniform negative), with ``Δ_m = s_m(u, i+)
+- s_m(u, i-)``::
+
+    chns = chns_weight * mean_b sum_m softplus(-(s_m(u, i+) - s_m(u, n_m)))
+    syn  = syn_weight  * mean_b softplus(-(Δ_f - max_m Δ_m - syn_margin))   (max detached if syn_detach)
+    bpr  = bpr_weight  * mean_b softplus(-Δ_f)
+
+``n_m`` is branch ``m``'s negative from a pool of ``pool_size`` items outside the user's
+training items (:func:`~mmrec_plugin.method.pools.sample_candidate_pool`), chosen by
+``neg_strategy`` (:func:`~mmrec_plugin.method.pools.select_negatives`; ``cross``: the pool
+item the OTHER branches score highest; for two modalities the paper's eq. 10-11). Pool
+scores are computed without gradients. A term whose weight is 0 is left out (and not
+computed). The returned dict is ordered ``chns, syn, bpr``.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from mmrec_plugin.sparse import binarize, pair_scores
+
+from .losses import bpr_loss, chns_loss, synergy_bpr_loss
+from .pools import _train_codes, sample_candidate_pool, select_negatives
+
+__all__ = ["BRObjective", "OBJECTIVE_KEYS", "Branch", "score_items"]
+
+#: the config keys the objective reads (same names and defaults as BRMRS)
+OBJECTIVE_KEYS = ("pool_size", "neg_strategy", "chns_weight", "syn_weight", "syn_margin",
+                  "syn_detach", "bpr_weight")
+
+Scorer = Callable[[Tensor], Tensor]
+Branch = Union[Tuple[Tensor, Tensor], Scorer]
+
+
+def score_items(branch: Branch, items: Tensor) -> Tensor:
+    """Scores ``[B, K]`` of the item table ``items`` ``[B, K]`` under ``branch`` (a pair of
+    representations or a scorer, see the module docstring)."""
+    if callable(branch):
+        return branch(items)
+    user_rep, item_rep = branch
+    return pair_scores(user_rep, item_rep, items)
+
+
+class BRObjective(nn.Module):
+    """CHNS + synergy-aware BPR (+ fused BPR) for M >= 2 modality branches.
+
+    Args:
+        train_matrix: the ``(n_users, n_items)`` training interactions (scipy sparse, any
+            values; binarised): pools never hold a user's training item.
+        config: an MMRec / host config, a dict, or a
+            :class:`~mmrec_plugin.method.config.BRMRSConfig` (None: every default). Only
+            :data:`OBJECTIVE_KEYS` are read; defaults come from ``BRMRS.yaml``.
+        **overrides: values for :data:`OBJECTIVE_KEYS` that win over ``config``.
+
+    Buffers (the training matrix as sorted codes) are non-persistent: ``.to(device)`` moves
+    them, ``state_dict`` does not hold them. Pools draw from torch's global generator.
+    """
+
+    def __init__(self, train_matrix, config=None, **overrides):
+        super().__init__()
+        from .config import BRMRSConfig  # (config imports pools and fusion only)
+
+        unknown = sorted(set(overrides) - set(OBJECTIVE_KEYS))
+        if unknown:
+            raise TypeError(f"BRObjective: unknown keys {unknown}; known: {', '.join(OBJECTIVE_KEYS)}")
+        cfg = config if isinstance(config, BRMRSConfig) else BRMRSConfig.from_config(config or {})
+        if overrides:
+            cfg = cfg.replace(**overrides)
+        for name in OBJECTIVE_KEYS:
+            setattr(self, name, getattr(cfg, name))
+        inter = binarize(train_matrix)
+        self.n_items = inter.shape[1]
+        indptr = torch.from_numpy(inter.indptr.astype("int64"))
+        indices = torch.from_numpy(inter.indices.astype("int64"))
+        self.register_buffer("train_indptr", indptr, persistent=False)
+        self.register_buffer("train_indices", indices, persistent=False)
+        self.register_buffer("train_codes", _train_codes(indptr, indices, self.n_items), persistent=False)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={getattr(self, k)!r}" for k in OBJECTIVE_KEYS)
+
+    # -- pieces (public: analysis and tests use them) -------------------------------------
+    def candidate_pool(self, users: Tensor) -> Tensor:
+        """``[B, pool_size]`` items drawn uniformly from each user's non-training items."""
+        return sample_candidate_pool(users, self.pool_size, self.train_indptr, self.train_indices,
+                                     self.n_items, train_codes=self.train_codes)
+
+    def negatives(self, users: Tensor, branches: Mapping[str, Branch],
+                  fused: Optional[Branch] = None) -> Dict[str, Tensor]:
+        """Branch name -> its hard negative ``[B]`` (a fresh pool, scored without gradients)."""
+        pool = self.candidate_pool(users)
+        if self.neg_strategy == "uniform":
+            return select_negatives("uniform", dict.fromkeys(branches), pool)
+        with torch.no_grad():
+            detached = {m: _detached(b) for m, b in branches.items()}
+            scores = {m: score_items(b, pool) for m, b in detached.items()}
+            s_f = None
+            if self.neg_strategy == "fused":
+                s_f = _sum(scores.values()) if fused is None else score_items(_detached(fused), pool)
+        return select_negatives(self.neg_strategy, scores, pool, fused=s_f)
+
+    # -- the objective ---------------------------------------------------------------------
+    def forward(self, users: Tensor, pos: Tensor, neg: Tensor, branches: Mapping[str, Branch],
+                fused: Optional[Branch] = None) -> Dict[str, Tensor]:
+        """The weighted terms ``{'chns', 'syn', 'bpr'}`` (those with weight > 0), scalars.
+
+        Args:
+            users, pos, neg: LongTensors ``[B]``: the batch (``neg``: the framework's negative).
+            branches: modality name -> pair or scorer (module docstring), M >= 2 for ``cross``.
+            fused: pair, scorer, or None (sum of the branch scores).
+        """
+        if len(branches) < 1:
+            raise ValueError("BRObjective: no branches")
+        names = list(branches)
+        terms: Dict[str, Tensor] = {}
+        chns = self.chns_weight > 0
+        need_fused = self.syn_weight > 0 or self.bpr_weight > 0
+        cols = [pos, neg] if need_fused else [pos]
+        if chns:
+            hard = self.negatives(users, branches, fused)
+        # one scoring call per branch for all its items: [pos, (neg,) own hard negative]
+        s = {}
+        for m in names:
+            items = torch.stack(cols + ([hard[m]] if chns else []), dim=1)
+            s[m] = score_items(branches[m], items).unbind(1)
+        if chns:
+            terms["chns"] = self.chns_weight * chns_loss([s[m][0] for m in names], [s[m][-1] for m in names])
+        if need_fused:
+            if fused is None:
+                f_pos, f_neg = _sum(s[m][0] for m in names), _sum(s[m][1] for m in names)
+            else:
+                f_pos, f_neg = score_items(fused, torch.stack([pos, neg], dim=1)).unbind(1)
+            if self.syn_weight > 0:
+                deltas = [s[m][0] - s[m][1] for m in names]
+                terms["syn"] = self.syn_weight * synergy_bpr_loss(f_pos - f_neg, deltas, self.syn_margin,
+                                                                  self.syn_detach)
+            if self.bpr_weight > 0:
+                terms["bpr"] = self.bpr_weight * bpr_loss(f_pos, f_neg)
+        return terms
+
+
+def _sum(tensors) -> Tensor:
+    it = iter(tensors)
+    total = next(it)
+    for t in it:
+        total = total + t
+    return total
+
+
+def _detached(branch: Branch) -> Branch:
+    if callable(branch):
+        return branch
+    return tuple(t.detach() for t in branch)  # type: ignore[return-value]

@@ -1,0 +1,118 @@
+"""BRObjective against a naive reference: pools fixed by a seed, negatives chosen by the
+other modalities, every term recomputed with Python loops and math.log1p(exp)."""
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from mmrec_plugin.errors import ConfigError
+from mmrec_plugin.method.config import BRMRSConfig
+from mmrec_plugin.method.objective import OBJECTIVE_KEYS, BRObjective
+
+
+def _setup(n_mod=2, n_users=8, n_items=15, d=4, seed=0):
+    rng = np.random.default_rng(seed)
+    train = sp.csr_matrix((rng.random((n_users, n_items)) < 0.3).astype(np.float32))
+    g = torch.Generator().manual_seed(seed)
+    names = ["text", "visual", "audio"][:n_mod]
+    users_rep = {m: torch.randn(n_users, d, generator=g, requires_grad=True) for m in names}
+    items_rep = {m: torch.randn(n_items, d, generator=g, requires_grad=True) for m in names}
+    return train, names, users_rep, items_rep
+
+
+def softplus(x):
+    return math.log1p(math.exp(x)) if x < 30 else x
+
+
+def reference(train, names, U, I, users, pos, neg, pool, w, margin):
+    """Row by row: CHNS negatives = argmax over the pool of the other branches' summed scores."""
+    dense = train.toarray() > 0
+    chns = syn = bpr = 0.0
+    for b, u in enumerate(users):
+        assert not dense[u, pool[b]].any()
+        s = {m: lambda j, m=m: float(U[m][u] @ I[m][j]) for m in names}
+        pool_s = {m: [s[m](j) for j in pool[b]] for m in names}
+        for m in names:
+            others = [sum(pool_s[o][k] for o in names if o != m) for k in range(len(pool[b]))]
+            hard = pool[b][int(np.argmax(others))]
+            chns += softplus(-(s[m](pos[b]) - s[m](hard)))
+        d = {m: s[m](pos[b]) - s[m](neg[b]) for m in names}
+        d_f = sum(d.values())  # concat fusion: s_f = sum of branch scores
+        syn += softplus(-(d_f - max(d.values()) - margin))
+        bpr += softplus(-d_f)
+    n = len(users)
+    return {"chns": w["chns"] * chns / n, "syn": w["syn"] * syn / n, "bpr": w["bpr"] * bpr / n}
+
+
+@pytest.mark.parametrize("n_mod", [2, 3])
+@pytest.mark.parametrize("pool_size", [5, 40])  # 5: the sampled-product kernel; 40 > n_items: gather
+def test_objective_equals_naive_reference(n_mod, pool_size):
+    train, names, U, I = _setup(n_mod)
+    obj = BRObjective(train, {"chns_weight": 0.7, "syn_weight": 0.4, "bpr_weight": 0.3,
+                              "syn_margin": 0.2, "pool_size": [pool_size]})
+    users, pos, neg = torch.tensor([0, 1, 3, 3, 7]), torch.tensor([2, 4, 6, 1, 0]), torch.tensor([5, 5, 9, 10, 14])
+    branches = {m: (U[m][users], I[m]) for m in names}
+    torch.manual_seed(5)
+    pool = obj.candidate_pool(users)
+    torch.manual_seed(5)
+    terms = obj(users, pos, neg, branches)
+    assert list(terms) == ["chns", "syn", "bpr"]
+    with torch.no_grad():
+        want = reference(train, names, {m: U[m].detach() for m in names}, {m: I[m].detach() for m in names},
+                         users.tolist(), pos.tolist(), neg.tolist(), pool.tolist(),
+                         {"chns": 0.7, "syn": 0.4, "bpr": 0.3}, 0.2)
+    for k in want:
+        assert float(terms[k].detach()) == pytest.approx(want[k], rel=1e-5), k
+    sum(terms.values()).backward()
+    assert all(U[m].grad.abs().sum() > 0 and I[m].grad.abs().sum() > 0 for m in names)
+
+
+def test_two_modalities_reduce_to_eq_11():
+    """M = 2: the text branch is trained on argmax s_v, the visual branch on argmax s_t."""
+    train, names, U, I = _setup(2)
+    obj = BRObjective(train, pool_size=6)
+    users = torch.tensor([0, 2, 5])
+    branches = {m: (U[m][users].detach(), I[m].detach()) for m in names}
+    torch.manual_seed(1)
+    pool = obj.candidate_pool(users)
+    torch.manual_seed(1)
+    neg = obj.negatives(users, branches)
+    s_t = (U["text"][users].unsqueeze(1) * I["text"][pool]).sum(-1)
+    s_v = (U["visual"][users].unsqueeze(1) * I["visual"][pool]).sum(-1)
+    rows = torch.arange(3)
+    assert neg["text"].tolist() == pool[rows, s_v.argmax(1)].tolist()
+    assert neg["visual"].tolist() == pool[rows, s_t.argmax(1)].tolist()
+
+
+def test_scorers_and_fused_pairs_give_the_same_terms():
+    """A branch as a scorer callable, and fused = concatenated vectors, equal the pair form
+    with fused None (s_f = s_t + s_v)."""
+    train, names, U, I = _setup(2)
+    obj = BRObjective(train, pool_size=4)
+    users, pos, neg = torch.tensor([1, 4, 6]), torch.tensor([0, 3, 8]), torch.tensor([2, 7, 11])
+    pairs = {m: (U[m][users], I[m]) for m in names}
+    scorers = {m: (lambda items, m=m: (U[m][users].unsqueeze(1) * I[m][items]).sum(-1)) for m in names}
+    fused = (torch.cat([U[m][users] for m in names], 1), torch.cat([I[m] for m in names], 1))
+    got = []
+    for br, f in ((pairs, None), (scorers, None), (pairs, fused)):
+        torch.manual_seed(3)
+        got.append({k: float(v) for k, v in obj(users, pos, neg, br, fused=f).items()})
+    for other in got[1:]:
+        assert other == pytest.approx(got[0], rel=1e-6)
+
+
+def test_zero_weights_drop_terms_and_defaults_come_from_the_yaml():
+    train, names, U, I = _setup(2)
+    obj = BRObjective(train, chns_weight=0.0, bpr_weight=0.0)
+    users = torch.tensor([0, 1])
+    terms = obj(users, torch.tensor([1, 2]), torch.tensor([3, 4]), {m: (U[m][users], I[m]) for m in names})
+    assert list(terms) == ["syn"]
+    default = BRObjective(train)
+    for k in OBJECTIVE_KEYS:
+        assert getattr(default, k) == getattr(BRMRSConfig(), k)
+    with pytest.raises(ConfigError, match="pool_size"):
+        BRObjective(train, {"pool_size": 0})
+    with pytest.raises(TypeError, match="embedding_size"):
+        BRObjective(train, embedding_size=3)
