@@ -60,8 +60,7 @@ import torch.nn as nn
 from mmrec_plugin.errors import ConfigError
 from mmrec_plugin.host.abstract_recommender import GeneralRecommender
 from mmrec_plugin.host.models.bpr import bpr_loss
-from mmrec_plugin.method.graphs import binarize
-from mmrec_plugin.method.propagation import lightgcn, sparse_mm, to_torch_sparse
+from mmrec_plugin.sparse import binarize, lightgcn, sparse_mm, to_torch_csr
 from mmrec_plugin.utils import cfg_get, config_number
 
 __all__ = ["FREEDOM", "knn_item_graph", "prune_edges", "normalized_edge_graph"]
@@ -166,7 +165,7 @@ class FREEDOM(GeneralRecommender):
             mm_adj = graphs[0][1]
         else:
             mm_adj = graphs[0][0] * graphs[0][1] + graphs[1][0] * graphs[1][1]
-        self.register_buffer("mm_adj", to_torch_sparse(mm_adj), persistent=False)
+        self.register_buffer("mm_adj", to_torch_csr(mm_adj), persistent=False)
 
         r = binarize(dataloader.inter_matrix(form="coo")).tocoo()
         users = torch.from_numpy(r.row.astype(np.int64))

@@ -30,7 +30,8 @@ import torch.nn as nn
 
 from mmrec_plugin.host.abstract_recommender import GeneralRecommender
 from mmrec_plugin.host.models.bpr import bpr_loss, embedding_norm_reg
-from mmrec_plugin.utils import config_number, has_csr_sum_kernel
+from mmrec_plugin.sparse import has_csr_sum_kernel
+from mmrec_plugin.utils import config_number
 
 
 def normalized_bipartite_adjacency(inter: sp.spmatrix) -> sp.csr_matrix:

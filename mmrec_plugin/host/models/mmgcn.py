@@ -45,8 +45,7 @@ import torch.nn.functional as F
 from mmrec_plugin.errors import ConfigError
 from mmrec_plugin.host.abstract_recommender import GeneralRecommender
 from mmrec_plugin.host.models.bpr import bpr_loss, embedding_norm_reg
-from mmrec_plugin.method.graphs import binarize
-from mmrec_plugin.method.propagation import sparse_mm, to_torch_sparse
+from mmrec_plugin.sparse import binarize, sparse_mm, to_torch_csr
 from mmrec_plugin.utils import cfg_get, config_number
 
 __all__ = ["MMGCN", "mean_bipartite_adjacency"]
@@ -112,7 +111,7 @@ class MMGCN(GeneralRecommender):
             for m in self.modalities
         })
         adj = mean_bipartite_adjacency(dataloader.inter_matrix(form="coo"))
-        self.register_buffer("mean_adj", to_torch_sparse(adj), persistent=False)
+        self.register_buffer("mean_adj", to_torch_csr(adj), persistent=False)
         self._eval_cache = None
         self.to(self.device)
 
