@@ -182,6 +182,11 @@ def test_mean_bipartite_adjacency_matches_dense():
     assert np.allclose(got[3], 0.0)  # user 3: no training edges
 
 
+def _total(loss):
+    """The trainer's rule: a tuple of terms is summed."""
+    return sum(loss) if isinstance(loss, tuple) else loss
+
+
 def _lrelu(x):
     return np.where(x > 0, x, 0.01 * x)
 
@@ -218,7 +223,7 @@ def test_mmgcn_forward_and_loss_match_dense(tmp_path, h):
     norms = [np.linalg.norm(model.gcn[m].preference.detach().double().numpy()[us]) for m in ("v", "t")]
     norms += [np.linalg.norm(e_id[us]), np.linalg.norm(e_id[N_U + ps]), np.linalg.norm(e_id[N_U + ns])]
     want += 0.1 * sum(norms) / 3
-    assert float(model.calculate_loss(batch).detach()) == pytest.approx(want, rel=1e-5)
+    assert float(_total(model.calculate_loss(batch)).detach()) == pytest.approx(want, rel=1e-5)
 
 
 @pytest.mark.parametrize("name", ["FREEDOM", "MMGCN"])
@@ -237,9 +242,95 @@ def test_registered_and_trains(tmp_path, h, name):
     losses = []
     for _ in range(30):
         model.pre_epoch_processing()
-        loss = model.calculate_loss(batch)
+        loss = _total(model.calculate_loss(batch))
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < losses[0]
+
+
+# --- br_objective -----------------------------------------------------------------------
+
+def _softplus(x):
+    return float(np.log1p(np.exp(x)))
+
+
+def test_freedom_br_objective_matches_naive_reference(tmp_path, h):
+    """CHNS negatives from a seeded pool, each modality's chosen by the OTHER modality's
+    scores; syn and fused BPR on FREEDOM's fused score; row by row in numpy."""
+    cfg, loader = _setup(tmp_path, h, dropout=0.0, reg_weight=0.5, br_objective=True, pool_size=2,
+                         chns_weight=0.7, syn_weight=0.4, syn_margin=0.2, bpr_weight=0.3)
+    torch.manual_seed(0)
+    model = FREEDOM(cfg, loader)
+    model.train()
+    model.pre_epoch_processing()
+    batch = torch.tensor([[0, 1, 2], [1, 4, 3], [3, 0, 4]])
+    users = batch[0]
+    torch.manual_seed(7)
+    pool = model.br.candidate_pool(users).numpy()
+    torch.manual_seed(7)
+    terms = model.calculate_loss(batch)
+    assert len(terms) == 3  # chns, syn, bpr; the lambda-weighted modality BPR is dropped
+
+    with torch.no_grad():
+        U, I = (t.double().numpy() for t in model.forward())
+        P = {m: p.double().numpy() for m, p in model.modality_items().items()}
+    R = dense_R()
+    chns = syn = bpr = 0.0
+    for b, (u, i, j) in enumerate(batch.t().tolist()):
+        assert R[u, pool[b]].sum() == 0  # pools avoid training items
+        s = {m: (lambda k, m=m: float(U[u] @ P[m][k])) for m in ("t", "v")}
+        other = {"t": "v", "v": "t"}
+        for m in ("t", "v"):
+            hard = pool[b][int(np.argmax([s[other[m]](k) for k in pool[b]]))]
+            chns += _softplus(-(s[m](i) - s[m](hard)))
+        d_f = float(U[u] @ I[i] - U[u] @ I[j])
+        d_max = max(s[m](i) - s[m](j) for m in ("t", "v"))
+        syn += _softplus(-(d_f - d_max - 0.2))
+        bpr += _softplus(-d_f)
+    want = [0.7 * chns / 3, 0.4 * syn / 3, 0.3 * bpr / 3]
+    assert [float(t.detach()) for t in terms] == pytest.approx(want, rel=1e-5)
+
+
+def test_mmgcn_br_objective_uses_each_modality_network(tmp_path, h):
+    cfg, loader = _setup(tmp_path, h, dim_latent=3, reg_weight=0.1, br_objective=True, pool_size=3)
+    torch.manual_seed(0)
+    model = MMGCN(cfg, loader)
+    batch = torch.tensor([[0, 1, 2], [1, 4, 3], [3, 0, 4]])
+    users, pos, neg = batch
+    torch.manual_seed(3)
+    *obj_terms, reg = model.calculate_loss(batch)
+    with torch.no_grad():
+        reps = model.modality_representations()
+        U = {m: reps[m][0].double().numpy() for m in reps}
+        I = {m: reps[m][1].double().numpy() for m in reps}
+    torch.manual_seed(3)
+    pool = model.br.candidate_pool(users).numpy()
+    fu, fi = U["t"] + U["v"], I["t"] + I["v"]
+    chns = syn = bpr = 0.0
+    for b, (u, i, j) in enumerate(batch.t().tolist()):
+        s = {m: (lambda k, m=m: float(U[m][u] @ I[m][k])) for m in ("t", "v")}
+        for m, o in (("t", "v"), ("v", "t")):
+            hard = pool[b][int(np.argmax([s[o](k) for k in pool[b]]))]
+            chns += _softplus(-(s[m](i) - s[m](hard)))
+        d_f = float(fu[u] @ fi[i] - fu[u] @ fi[j])
+        syn += _softplus(-(d_f - max(s[m](i) - s[m](j) for m in ("t", "v")) - 0.1))
+        bpr += _softplus(-d_f)
+    assert [float(t.detach()) for t in obj_terms] == pytest.approx([chns / 3, syn / 3, bpr / 3], rel=1e-5)
+    assert float(reg.detach()) == pytest.approx(0.1 * float(model._reg(users, pos, neg).detach()), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["FREEDOM", "MMGCN"])
+def test_objective_keys_in_yaml_are_brmrs_defaults(name):
+    import yaml
+
+    from mmrec_plugin.method.config import BRMRSConfig
+    from mmrec_plugin.method.objective import OBJECTIVE_KEYS
+    from mmrec_plugin.registry import model_config_path
+
+    with open(model_config_path(name)) as fh:
+        values = yaml.safe_load(fh)
+    defaults = BRMRSConfig()
+    assert values["br_objective"] is False
+    assert {k: values[k] for k in OBJECTIVE_KEYS} == {k: getattr(defaults, k) for k in OBJECTIVE_KEYS}
