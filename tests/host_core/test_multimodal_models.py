@@ -334,3 +334,34 @@ def test_objective_keys_in_yaml_are_brmrs_defaults(name):
     defaults = BRMRSConfig()
     assert values["br_objective"] is False
     assert {k: values[k] for k in OBJECTIVE_KEYS} == {k: getattr(defaults, k) for k in OBJECTIVE_KEYS}
+
+
+@pytest.mark.parametrize("name", ["FREEDOM", "MMGCN"])
+def test_eval_cache_follows_parameter_changes(tmp_path, h, name):
+    """Eval propagates once per evaluation but sees an optimiser step (fused Adam too) and
+    restored weights; evaluation never uses the pruned training graph."""
+    cls = {"FREEDOM": FREEDOM, "MMGCN": MMGCN}[name]
+    cfg, loader = _setup(tmp_path, h, dropout=0.5)
+    torch.manual_seed(0)
+    model = cls(cfg, loader)
+    users = [torch.tensor([0, 3])]
+
+    def fresh():
+        u, i = model.forward()
+        return (u[users[0]] @ i.t()).detach()
+
+    model.train()
+    model.pre_epoch_processing()
+    model.eval()
+    first = model.full_sort_predict(users)
+    assert torch.allclose(first, fresh()) and torch.equal(model.full_sort_predict(users), first)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=0.1, fused=True)
+    loss = model.calculate_loss(torch.tensor([[0, 1], [1, 4], [3, 0]]))
+    (sum(loss) if isinstance(loss, tuple) else loss).backward()
+    opt.step()
+    model.eval()
+    second = model.full_sort_predict(users)
+    assert not torch.allclose(second, first) and torch.allclose(second, fresh())
+    model.load_state_dict({k: v + 0.5 for k, v in model.state_dict().items()})
+    assert torch.allclose(model.full_sort_predict(users), fresh())

@@ -67,6 +67,7 @@ from mmrec_plugin.errors import ConfigError
 from mmrec_plugin.host.abstract_recommender import GeneralRecommender
 from mmrec_plugin.host.models.bpr import bpr_loss
 from mmrec_plugin.host.models.br_objective import make_objective
+from mmrec_plugin.host.models.eval_cache import EvalCache
 from mmrec_plugin.sparse import binarize, lightgcn, sparse_mm, to_torch_csr
 from mmrec_plugin.utils import cfg_get, check_value, config_number
 
@@ -128,7 +129,7 @@ def normalized_edge_graph(users: torch.Tensor, items: torch.Tensor, n_users: int
         return coo.coalesce().to_sparse_csr()
 
 
-class FREEDOM(GeneralRecommender):
+class FREEDOM(EvalCache, GeneralRecommender):
     """FREEDOM; see the module docstring."""
 
     def __init__(self, config, dataloader):
@@ -189,14 +190,13 @@ class FREEDOM(GeneralRecommender):
         self.register_buffer("norm_adj", normalized_edge_graph(users, items, self.n_users, self.n_items),
                              persistent=False)
         self.masked_adj = self.norm_adj
-        self._eval_cache = None
         self.to(self.device)
         self.masked_adj = self.norm_adj
 
     # --- graphs -----------------------------------------------------------------------
     def pre_epoch_processing(self):
         """Draw this epoch's pruned user-item graph."""
-        self._eval_cache = None
+        self.drop_eval_cache()
         if self.dropout <= 0.0:
             self.masked_adj = self.norm_adj
             return None
@@ -226,7 +226,7 @@ class FREEDOM(GeneralRecommender):
     def calculate_loss(self, interaction: torch.Tensor) -> torch.Tensor:
         """``interaction``: ``LongTensor[3, B]`` (users, positives, negatives). A scalar, or
         with ``br_objective`` the objective's weighted terms as a tuple (chns, syn, bpr)."""
-        self._eval_cache = None
+        self.drop_eval_cache()
         users, pos, neg = interaction[0], interaction[1], interaction[2]
         user_all, item_all = self.forward(self.masked_adj)
         u = user_all[users]
@@ -240,22 +240,3 @@ class FREEDOM(GeneralRecommender):
             for p in self.modality_items().values():
                 loss = loss + self.reg_weight * bpr_loss((u * p[pos]).sum(-1), (u * p[neg]).sum(-1))
         return loss
-
-    def train(self, mode: bool = True):
-        self._eval_cache = None
-        return super().train(mode)
-
-    def full_sort_predict(self, interaction) -> torch.Tensor:
-        """``[B, n_items]`` fused scores over the whole user-item graph; in eval mode the
-        representations are computed once per evaluation (until the parameters change)."""
-        if self.training:
-            user_all, item_all = self.forward()
-        else:
-            versions = tuple(p._version for p in self.parameters())
-            cache = self._eval_cache
-            if cache is None or cache[0] != versions:
-                with torch.no_grad():
-                    cache = (versions, self.forward())
-                self._eval_cache = cache
-            user_all, item_all = cache[1]
-        return user_all[interaction[0]] @ item_all.t()

@@ -51,6 +51,7 @@ from mmrec_plugin.errors import ConfigError
 from mmrec_plugin.host.abstract_recommender import GeneralRecommender
 from mmrec_plugin.host.models.bpr import bpr_loss, embedding_norm_reg
 from mmrec_plugin.host.models.br_objective import make_objective
+from mmrec_plugin.host.models.eval_cache import EvalCache
 from mmrec_plugin.sparse import binarize, sparse_mm, to_torch_csr
 from mmrec_plugin.utils import cfg_get, check_value, config_number
 
@@ -94,7 +95,7 @@ class _ModalityGCN(nn.Module):
         return x
 
 
-class MMGCN(GeneralRecommender):
+class MMGCN(EvalCache, GeneralRecommender):
     """MMGCN; see the module docstring."""
 
     def __init__(self, config, dataloader):
@@ -121,7 +122,6 @@ class MMGCN(GeneralRecommender):
         })
         adj = mean_bipartite_adjacency(dataloader.inter_matrix(form="coo"))
         self.register_buffer("mean_adj", to_torch_csr(adj), persistent=False)
-        self._eval_cache = None
         self.to(self.device)
 
     def modality_representations(self) -> Dict[str, Tuple[torch.Tensor, torch.Tensor]]:
@@ -147,7 +147,7 @@ class MMGCN(GeneralRecommender):
     def calculate_loss(self, interaction: torch.Tensor) -> torch.Tensor:
         """``interaction``: ``LongTensor[3, B]`` (users, positives, negatives). A scalar, or
         with ``br_objective`` the objective's weighted terms and the regulariser as a tuple."""
-        self._eval_cache = None
+        self.drop_eval_cache()
         users, pos, neg = interaction[0], interaction[1], interaction[2]
         reps = self.modality_representations()
         user_all, item_all = self.fuse(reps)
@@ -165,21 +165,3 @@ class MMGCN(GeneralRecommender):
         prefs = [self.gcn[m].preference[users] for m in self.modalities]
         return embedding_norm_reg(*prefs, self.id_embedding[users], self.id_embedding[pos + self.n_users],
                                   self.id_embedding[neg + self.n_users])
-
-    def train(self, mode: bool = True):
-        self._eval_cache = None
-        return super().train(mode)
-
-    def full_sort_predict(self, interaction) -> torch.Tensor:
-        """``[B, n_items]`` scores; in eval mode computed once per evaluation."""
-        if self.training:
-            user_all, item_all = self.forward()
-        else:
-            versions = tuple(p._version for p in self.parameters())
-            cache = self._eval_cache
-            if cache is None or cache[0] != versions:
-                with torch.no_grad():
-                    cache = (versions, self.forward())
-                self._eval_cache = cache
-            user_all, item_all = cache[1]
-        return user_all[interaction[0]] @ item_all.t()
