@@ -189,9 +189,8 @@ class FREEDOM(EvalCache, GeneralRecommender):
                              persistent=False)
         self.register_buffer("norm_adj", normalized_edge_graph(users, items, self.n_users, self.n_items),
                              persistent=False)
-        self.masked_adj = self.norm_adj
         self.to(self.device)
-        self.masked_adj = self.norm_adj
+        self.masked_adj = self.norm_adj  # (a plain attribute: .to() does not move it)
 
     # --- graphs -----------------------------------------------------------------------
     def pre_epoch_processing(self):
