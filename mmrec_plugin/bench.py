@@ -107,28 +107,33 @@ def measure(model: str, dataset: str, config_dict: Optional[Dict[str, Any]] = No
     build_s, build_cpu_s = clk.wall(), clk.cpu()
     trainer = Trainer(config, net)
 
-    # time candidate pools + hard-negative selection where the model has them
-    # (hard_negatives calls candidate_pool: only the outermost call is counted)
+    # time candidate pools + hard-negative selection where the model (or a submodule of it,
+    # e.g. BRMRS's BRObjective) has them; negatives() calls candidate_pool(): only the
+    # outermost call is counted
     spent = {"wall": 0.0, "cpu": 0.0, "depth": 0}
-    for name in ("candidate_pool", "hard_negatives"):
-        fn = getattr(net, name, None)
-        if callable(fn):
-            def timed(*a, _fn=fn, **kw):
-                spent["depth"] += 1
-                try:
-                    if spent["depth"] > 1:
-                        return _fn(*a, **kw)
-                    _sync(device)
-                    c = _Clock()
-                    out = _fn(*a, **kw)
-                    _sync(device)
-                    spent["wall"] += c.wall()
-                    spent["cpu"] += c.cpu()
-                    return out
-                finally:
-                    spent["depth"] -= 1
-            setattr(net, name, timed)
-    has_pools = any(callable(getattr(type(net), n, None)) for n in ("candidate_pool", "hard_negatives"))
+    names = ("candidate_pool", "negatives", "hard_negatives")
+    owners = [m for m in (net.modules() if hasattr(net, "modules") else [net])
+              if any(callable(getattr(type(m), n, None)) for n in names)]
+    for owner in owners:
+        for name in names:
+            fn = getattr(owner, name, None)
+            if callable(fn):
+                def timed(*a, _fn=fn, **kw):
+                    spent["depth"] += 1
+                    try:
+                        if spent["depth"] > 1:
+                            return _fn(*a, **kw)
+                        _sync(device)
+                        c = _Clock()
+                        out = _fn(*a, **kw)
+                        _sync(device)
+                        spent["wall"] += c.wall()
+                        spent["cpu"] += c.cpu()
+                        return out
+                    finally:
+                        spent["depth"] -= 1
+                setattr(owner, name, timed)
+    has_pools = bool(owners)
 
     epochs = []
     for epoch in range(2):

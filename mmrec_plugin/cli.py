@@ -134,6 +134,17 @@ def parse_overrides(tokens: Sequence[str], known: Sequence[str]) -> Dict[str, An
     return out
 
 
+def _analyzer() -> Optional[Callable]:
+    """The subset analysis recorded with every finished combination (None without the
+    analysis package)."""
+    try:
+        from mmrec_plugin.analysis.rerun import record_analysis
+    except ImportError as exc:
+        logging.getLogger(__name__).warning("the subset analysis is unavailable: %s", exc)
+        return None
+    return record_analysis
+
+
 def run_run(args: argparse.Namespace) -> int:
     """``run``: the grid search of one model on one dataset; prints the summary's path."""
     from mmrec_plugin.host.config import Config
@@ -160,7 +171,7 @@ def run_run(args: argparse.Namespace) -> int:
 
         def runner(_model: str, dataset: str, cfg: Dict[str, Any]) -> None:
             summaries.append(quick_start(args.model, dataset, config_dict=cfg,
-                                         config_file=args.config_file))
+                                         config_file=args.config_file, analyze=_analyzer()))
 
         studies.run_study(
             args.study, dataset=args.dataset,
@@ -174,7 +185,7 @@ def run_run(args: argparse.Namespace) -> int:
     config_dict = dict(base)
     config_dict.update(overrides)
     summary = quick_start(args.model, args.dataset, config_dict=config_dict,
-                          config_file=args.config_file)
+                          config_file=args.config_file, analyze=_analyzer())
     print(summary["path"])
     return 0 if summary.get("best") is not None else 1
 

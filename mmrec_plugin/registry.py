@@ -3,8 +3,8 @@
 A model is found, case-insensitively, in these sources (first hit wins):
 
 1. ``register_model(name, cls, config_path=None)`` calls in code; the host's reference
-   models (BPR, LightGCN) register themselves when :mod:`mmrec_plugin.host.models` is
-   imported;
+   models (BPR, LightGCN) register themselves when :mod:`mmrec_plugin.host` is imported
+   (the registry sits below the host and never imports it);
 2. the entry-point group ``mmrec_plugin.models`` of installed distributions (a third party
    adds a model without touching this repository), e.g. in its ``setup.cfg``::
 
@@ -56,7 +56,6 @@ PACKAGED_MODELS = "mmrec_plugin.mmrec_src.models"
 
 # lower-case name -> (canonical name, class, yaml path or None)
 _REGISTRY: Dict[str, Tuple[str, type, Optional[str]]] = {}
-_host_loaded = False
 
 
 def register_model(name: str, cls: type, config_path: Optional[str] = None) -> type:
@@ -78,18 +77,6 @@ def register_model(name: str, cls: type, config_path: Optional[str] = None) -> t
         raise UserError(f"register_model({name!r}): config_path {config_path} does not exist")
     _REGISTRY[name.lower()] = (name, cls, config_path)
     return cls
-
-
-def _load_host_models() -> None:
-    """Import the host's reference models once (they call :func:`register_model`)."""
-    global _host_loaded
-    if _host_loaded:
-        return
-    _host_loaded = True
-    try:
-        importlib.import_module("mmrec_plugin.host.models")
-    except ImportError as exc:  # the host models are optional for the registry itself
-        logger.debug("host reference models not available: %s", exc)
 
 
 def _entry_points() -> list:
@@ -219,7 +206,6 @@ def _models_on_path() -> bool:
 
 def _lookup(name: str) -> Optional[Tuple[str, type, Optional[str]]]:
     low = name.lower()
-    _load_host_models()
     if low in _REGISTRY:
         canonical, cls, path = _REGISTRY[low]
         return (canonical, cls, path if path is not None else _yaml_next_to(cls, canonical))
@@ -301,7 +287,6 @@ def available_models() -> List[str]:
 
     Module files whose class cannot be resolved are listed by their module name.
     """
-    _load_host_models()
     names: Dict[str, str] = {low: entry[0] for low, entry in _REGISTRY.items()}
     for ep in _entry_points():
         names.setdefault(ep.name.lower(), ep.name)

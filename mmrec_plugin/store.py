@@ -29,7 +29,13 @@ _HEADER = 32  # sha256 digest length
 def digest(*parts) -> str:
     """A stable hex key for ``parts``: bytes, str, numbers, numpy arrays, scipy sparse
     matrices, or (nested) lists/tuples/dicts of those. Used for cache keys that must
-    change whenever any input changes."""
+    change whenever any input changes.
+
+    Typed: every value is fed with a tag of its kind, so ``1``, ``1.0``, ``True``, ``"1"`` and
+    ``b"1"`` all differ. A numpy scalar counts as the Python value it holds
+    (``np.int64(1)`` as ``1``, ``np.float32(0.5)`` as ``0.5``, ``np.bool_(True)`` as ``True``).
+    (Release 0.1 fed numbers and str as their text; its keys differ from these, so results
+    and graph caches of 0.1 are recomputed once.)"""
     h = hashlib.sha256()
     _feed(h, parts)
     return h.hexdigest()
@@ -38,15 +44,24 @@ def digest(*parts) -> str:
 def _feed(h, obj) -> None:
     import scipy.sparse as sp
 
+    if isinstance(obj, np.generic) and not isinstance(obj, (np.void, np.str_, np.bytes_)):
+        obj = obj.item()  # numpy scalar -> the Python bool / int / float it holds
     if obj is None:
         h.update(b"N")
     elif isinstance(obj, (bytes, bytearray, memoryview)):
-        h.update(b"B%d:" % len(obj))
-        h.update(obj)
+        data = bytes(obj)
+        h.update(b"B%d:" % len(data))
+        h.update(data)
     elif isinstance(obj, str):
-        _feed(h, obj.encode())
-    elif isinstance(obj, (bool, int, float, np.integer, np.floating)):
-        _feed(h, repr(obj.item() if isinstance(obj, np.generic) else obj))
+        data = obj.encode("utf-8")
+        h.update(b"U%d:" % len(data))
+        h.update(data)
+    elif isinstance(obj, bool):
+        h.update(b"T" if obj else b"F")
+    elif isinstance(obj, int):
+        h.update(b"I%d;" % obj)
+    elif isinstance(obj, float):
+        h.update(b"R" + repr(obj).encode() + b";")
     elif isinstance(obj, np.ndarray):
         a = np.ascontiguousarray(obj)
         _feed(h, f"A{a.dtype.str}{a.shape}")

@@ -49,7 +49,7 @@ def test_tune_allocator_applies_on_glibc_and_can_be_switched_off(monkeypatch):
 def test_has_csr_sum_kernel_matches_torch_version():
     import torch
 
-    from mmrec_plugin.utils import has_csr_sum_kernel
+    from mmrec_plugin.sparse import has_csr_sum_kernel
 
     major = int(torch.__version__.split(".")[0])
     assert has_csr_sum_kernel() is (major >= 2)

@@ -1,4 +1,4 @@
-"""User-subset analysis, study presets and reports (SPEC sections 6-7).
+"""User-subset analysis, study presets and reports (docs/METHOD.md).
 
 - :mod:`.subsets`  ranks of held-out targets under the text / visual / fused scores, the
   six-way partition, the seed subsets U_t, U_v, U_tv, U_r, per-type recall, analyze_model;

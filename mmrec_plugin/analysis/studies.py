@@ -3,7 +3,7 @@
 Every study is a set of config overrides (``hyper_parameters`` lists, MMRec semantics) for
 the BRMRS model, run by the host's grid search; every finished combination of a model with
 ``branch_scores`` records its subset analysis next to its metrics, so a sweep's subset ratios
-come for free. Presets (SPEC sections 3, 6, 7; paper Fig. 1, Table 2, Sections 5.4-5.6):
+come for free. Presets (docs/METHOD.md; paper Fig. 1, Table 2, Sections 5.4-5.6):
 
 ============== ======= =================================================================
 study          data    grid
@@ -110,12 +110,12 @@ STUDIES: Dict[str, Dict] = {
         },
     },
     "synthetic": {
-        "description": "SPEC 7: per-type recall of BRMRS vs plain fused BPR on the demo data",
+        "description": "synthetic data: per-type recall of BRMRS vs plain fused BPR on the demo data",
         "dataset": "demo",
         "variants": {"brmrs": {}, "fused_bpr": dict(FUSED_BPR)},
     },
     "gamma_sweep": {
-        "description": "SPEC 7: sweep of the generator's gamma_s, BRMRS vs fused BPR (run_gamma_sweep)",
+        "description": "synthetic data: sweep of the generator's gamma_s, BRMRS vs fused BPR (run_gamma_sweep)",
         "dataset": "demo",
         "variants": {"brmrs": {}, "fused_bpr": dict(FUSED_BPR)},
         "gammas": [0.0, 0.5, 1.0, 2.0, 4.0],
@@ -222,9 +222,10 @@ def study_variants(name: str, defaults: Optional[Dict] = None) -> Dict[str, Dict
 
 # ------------------------------------------------------------------------- running
 def _default_runner(model: str, dataset: str, config_dict: Dict) -> None:
+    from mmrec_plugin.analysis.rerun import record_analysis
     from mmrec_plugin.host.quick_start import quick_start
 
-    quick_start(model, dataset, config_dict=config_dict, save_model=True)
+    quick_start(model, dataset, config_dict=config_dict, save_model=True, analyze=record_analysis)
 
 
 def results_json_path(results_dir: str, model: str, dataset: str) -> str:
@@ -325,7 +326,7 @@ def run_gamma_sweep(
         k: cutoff of the per-type recall.
         runner / generate / analyze: injection points for tests (defaults: host
             ``quick_start``, :func:`mmrec_plugin.data.synthetic` generator, and
-            :func:`mmrec_plugin.analysis.cli.analyze_results` on the best combination).
+            :func:`mmrec_plugin.analysis.rerun.analyze_results` on the best combination).
 
     Returns:
         ``{"k", "gammas", "rows": [{"gamma_s", "dataset", "variant", "results",
@@ -372,7 +373,7 @@ def _sweep_row(gamma, name, variant, path, k, data_dir, analyze) -> Dict:
                 if (best.get("analysis") or {}).get("k") == k else None)
     if per_type is None:
         if analyze is None:
-            from mmrec_plugin.analysis.cli import analyze_results
+            from mmrec_plugin.analysis.rerun import analyze_results
 
             def analyze(p):
                 return analyze_results(p, combination="best", k=k, data_path=data_dir)

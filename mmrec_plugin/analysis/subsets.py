@@ -1,6 +1,6 @@
 """User-subset analysis: which branch (text, visual, fused) finds each held-out target.
 
-BR-MRS, SPEC section 6 (paper Sections 3.2-3.3, 5.5-5.6, eq. 5-9).
+BR-MRS, docs/METHOD.md "Subset analysis" (paper Sections 3.2-3.3, 5.5-5.6, eq. 5-9).
 
 For every evaluated (user, target) pair ``(u, i)`` the rank of ``i`` under each branch score
 ``s_m``, ``m in {t, v, f}``, is
@@ -25,7 +25,7 @@ synergy            f and not t and not v       only the fusion finds it
 all_fail           not t and not v and not f   nobody finds it
 =================  ==========================  =============================================
 
-SPEC's wording ("visual-unique (v ok, t fail)") leaves ``f`` free for the two unique classes;
+The paper's wording ("visual-unique (v ok, t fail)") leaves ``f`` free for the two unique classes;
 we keep it free so that the six classes partition all pairs: the ``(t, v)`` outcome splits
 pairs into four groups, and the two groups where the modalities agree are further split by
 ``f``.
@@ -39,7 +39,7 @@ Seed subsets (eq. 5-8), ratios ``R(U) = |U| / |all pairs|`` (eq. 9):
 
 Unit: (user, target) pairs; under leave-one-out this equals users.
 
-Per-type recall (synthetic data, SPEC section 7): every test pair carries a ground-truth type
+Per-type recall (synthetic data, docs/METHOD.md): every test pair carries a ground-truth type
 (text, visual, synergy, redundant). ``Recall@K`` of a type is the number of pairs of that type
 whose target the FUSED branch ranks within ``K``, divided by the number of pairs of that type
 (a micro average over pairs). Under leave-one-out this is the usual per-user Recall@K averaged

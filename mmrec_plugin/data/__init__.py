@@ -1,6 +1,6 @@
 """Datasets: the synthetic generator (demo data) and the dataset tools.
 
-- :mod:`.synthetic`  SPEC section 7 generator: :func:`generate`, :func:`ensure_demo`,
+- :mod:`.synthetic`  the synthetic-data generator (docs/METHOD.md): :func:`generate`, :func:`ensure_demo`,
   :data:`SIZES`, :func:`read_types`;
 - :mod:`.importers`  DiffMM/MMSSL pickles and LATTICE/FREEDOM JSON -> MMRec layout;
 - :mod:`.split`      MMRec's per-user rule and leave-one-out, :func:`resplit_dataset`;

@@ -2,7 +2,7 @@
 
 Subcommands::
 
-    data generate --name NAME --out DATA_DIR [--size demo|baby|sports|clothing]
+    data generate --name NAME --out DATA_DIR [--size demo|baby|sports|clothing] [--audio-dim D]
                   [--users N --items N --interactions N --k N --gamma-text X --gamma-visual X
                    --gamma-synergy X --gamma-redundant X --noise X --choice-noise X --seed N
                    --image-dim N --text-dim N --min-per-user N --max-per-user N
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.required = True
 
     g = sub.add_parser("generate", help="generate a synthetic dataset with known pair types "
-                       "(SPEC section 7)", description="Generate a synthetic multimodal dataset in "
+                       "(docs/METHOD.md, Synthetic data)", description="Generate a synthetic multimodal dataset in "
                        "MMRec's layout, with the ground-truth type of every interaction.")
     g.add_argument("--name", help="dataset name (default: demo for --size demo, else synth-SIZE)")
     g.add_argument("--out", default="data", metavar="DATA_DIR",
@@ -56,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--image-dim", type=int, help="image feature width (projection)")
     g.add_argument("--text-dim", type=int, help="text feature width (projection)")
+    g.add_argument("--audio-dim", type=int, help="add a third modality, audio_feat.npy, of this width "
+                   "(the dataset yaml then declares feature_files for the three)")
     g.add_argument("--min-per-user", type=int, help="fewest interactions per user")
     g.add_argument("--max-per-user", type=int, help="most interactions per user")
     g.add_argument("--force", action="store_true", help="replace an existing dataset folder")
@@ -107,7 +109,7 @@ def _run_generate(args: argparse.Namespace) -> int:
 
     params = synthetic.preset(args.size)
     for key in ("n_users", "n_items", "n_interactions", "k", "noise", "choice_noise",
-                "image_dim", "text_dim", "min_per_user", "max_per_user", "popularity"):
+                "image_dim", "text_dim", "audio_dim", "min_per_user", "max_per_user", "popularity"):
         value = getattr(args, key)
         if value is not None:
             params[key] = value
@@ -124,6 +126,10 @@ def _run_generate(args: argparse.Namespace) -> int:
     print(f"wrote {path}: {meta['n_users']} users, {meta['n_items']} items, "
           f"{meta['n_interactions']} interactions; pair types "
           + ", ".join(f"{t} {v:.1%}" for t, v in meta["type_shares"].items()))
+    if "audio_feat_shape" in meta:
+        print(f"three modalities (visual, text, audio); BRMRS needs a weight for each, e.g. "
+              f"python main.py -m BRMRS -d {name} --data-path {args.out} "
+              f"--modality_weights \"{{text: 0.4, visual: 0.3, audio: 0.3}}\"")
     return 0
 
 

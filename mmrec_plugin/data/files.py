@@ -29,9 +29,15 @@ from typing import Dict, Iterator, Optional, Union
 
 import numpy as np
 
-from mmrec_plugin.errors import DataError
+from mmrec_plugin.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
+
+
+def check_name(name: str) -> None:
+    """A dataset name must be a plain folder name (no '/', not hidden): else ConfigError."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
+        raise ConfigError(f"dataset name {name!r}: need a plain folder name (no '/', not hidden)")
 
 PathLike = Union[str, "os.PathLike[str]"]
 

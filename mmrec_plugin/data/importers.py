@@ -275,9 +275,8 @@ def import_dataset(src: os.PathLike, out_dir: os.PathLike, name: str,
 
     Returns the dataset folder. Raises DataError / ConfigError naming the file or option.
     """
-    from mmrec_plugin.data.synthetic import _check_name
 
-    _check_name(name)
+    files.check_name(name)
     src = Path(src)
     if fmt is None:
         fmt = detect_format(src)

@@ -106,9 +106,8 @@ def resplit_dataset(src: Union[str, os.PathLike], out_dir: Union[str, os.PathLik
     import shutil
 
     from mmrec_plugin.data import files
-    from mmrec_plugin.data.synthetic import _check_name
 
-    _check_name(name)
+    files.check_name(name)
     src = Path(src)
     target = Path(out_dir) / name
     if target.resolve() == src.resolve():

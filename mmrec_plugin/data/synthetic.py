@@ -1,4 +1,4 @@
-"""Synthetic multimodal recommendation data with a known information structure (SPEC section 7).
+"""Synthetic multimodal recommendation data with a known information structure (docs/METHOD.md, "Synthetic data").
 
 Items carry four latent blocks, each ``z_* ~ N(0, I_k)``: text-unique ``z_t``, visual-unique
 ``z_v``, synergy ``z_s`` and redundant ``z_r``. The two modalities are
@@ -31,9 +31,15 @@ Scores are computed in fixed blocks of users (``users_block x n_items``, never t
 ``users x items`` matrix); the Gumbel noise of block ``b`` comes from its own seeded stream,
 so the output is a deterministic function of the parameters and the seed.
 
+Optional third modality (``audio_dim`` set): ``m_a = [z_r; (z_t + z_v) / sqrt(2)] + eps_a``,
+projected to ``audio_dim``: redundant signal plus a blend of the two unique blocks (it
+identifies neither alone), from streams of its own, so the other files do not change.
+
 Output (MMRec's layout, published atomically): ``<name>.inter`` (``userID itemID x_label``),
-``image_feat.npy`` (``m_v``), ``text_feat.npy`` (``m_t``), float32, ``<name>.types``
-(``userID itemID type`` for every interaction), ``<name>.yaml`` and ``meta.json``.
+``image_feat.npy`` (``m_v``), ``text_feat.npy`` (``m_t``), with ``audio_dim`` also
+``audio_feat.npy`` (``m_a``; the dataset yaml then declares ``feature_files`` for the three),
+float32, ``<name>.types`` (``userID itemID type`` for every interaction), ``<name>.yaml`` and
+``meta.json``.
 
 Args (of :func:`generate`):
     n_users, n_items: sizes.
@@ -44,6 +50,7 @@ Args (of :func:`generate`):
     choice_noise: Gumbel temperature of the positive draw (default 0.5).
     seed: everything is a function of it (default 0).
     image_dim, text_dim: projection widths (None: the raw ``3k``).
+    audio_dim: width of the optional third modality (None: two modalities).
     min_per_user, max_per_user: bounds of ``K_u`` (default 5 and
         ``min(n_items // 2, max(4 mean, 50))``).
     popularity: std of an optional item bias ``b_i ~ N(0, popularity^2)`` added to the
@@ -89,7 +96,7 @@ SIZES: Dict[str, Dict[str, object]] = {
 
 # stream tags (SeedSequence spawn keys)
 _S_ITEMS, _S_MIX, _S_USERS, _S_COUNTS, _S_EPS_T, _S_EPS_V, _S_PROJ_T, _S_PROJ_V, _S_SPLIT, \
-    _S_GUMBEL, _S_BIAS = range(11)
+    _S_GUMBEL, _S_BIAS, _S_EPS_A, _S_PROJ_A = range(13)
 
 
 @dataclass
@@ -109,6 +116,7 @@ class SynthConfig:
     min_per_user: int = 5
     max_per_user: Optional[int] = None
     popularity: float = 0.0
+    audio_dim: Optional[int] = None
 
     def __post_init__(self) -> None:
         def need(cond: bool, key: str, what: str) -> None:
@@ -123,7 +131,7 @@ class SynthConfig:
         need(self.choice_noise >= 0, "choice_noise", "need a number >= 0")
         need(self.popularity >= 0, "popularity", "need a number >= 0")
         need(isinstance(self.seed, int) and self.seed >= 0, "seed", "need an integer >= 0")
-        for key in ("image_dim", "text_dim"):
+        for key in ("image_dim", "text_dim", "audio_dim"):
             v = getattr(self, key)
             need(v is None or (isinstance(v, int) and v >= 1), key, "need an integer >= 1 or None")
         gammas = dict(DEFAULT_GAMMAS)
@@ -180,6 +188,7 @@ class Simulation:
     types: np.ndarray
     labels: np.ndarray
     counts: np.ndarray
+    audio_feat: Optional[np.ndarray] = None
 
 
 def _stream(seed: int, *tag: int) -> np.random.Generator:
@@ -296,8 +305,14 @@ def simulate(cfg: SynthConfig) -> Simulation:
         m_v += cfg.noise * _stream(seed, _S_EPS_V).standard_normal(m_v.shape)
     text_feat = _project(m_t, cfg.text_dim, _stream(seed, _S_PROJ_T))
     image_feat = _project(m_v, cfg.image_dim, _stream(seed, _S_PROJ_V))
+    audio_feat = None
+    if cfg.audio_dim is not None:
+        m_a = np.concatenate([z["redundant"], (z["text"] + z["visual"]) / math.sqrt(2.0)], axis=1)
+        if cfg.noise > 0:
+            m_a += cfg.noise * _stream(seed, _S_EPS_A).standard_normal(m_a.shape)
+        audio_feat = _project(m_a, cfg.audio_dim, _stream(seed, _S_PROJ_A))
     return Simulation(cfg, z, theta, A, B, text_feat, image_feat, users, items, types, labels,
-                      counts)
+                      counts, audio_feat)
 
 
 def _shares(types: np.ndarray) -> Dict[str, float]:
@@ -333,6 +348,11 @@ def write_simulation(sim: Simulation, out_dir: os.PathLike, name: str,
         "type_shares_test": _shares(sim.types[sim.labels == 2]),
         "text_feat_shape": list(sim.text_feat.shape), "image_feat_shape": list(sim.image_feat.shape),
     }
+    extra = None
+    if sim.audio_feat is not None:
+        meta["audio_feat_shape"] = list(sim.audio_feat.shape)
+        extra = {"feature_files": {"visual": "image_feat.npy", "text": "text_feat.npy",
+                                   "audio": "audio_feat.npy"}}
     if meta["items_without_interactions"]:
         log.warning("%d of %d items have no interaction (validate will report them); raise "
                     "n_interactions or lower the gammas' spread", meta["items_without_interactions"],
@@ -342,7 +362,9 @@ def write_simulation(sim: Simulation, out_dir: os.PathLike, name: str,
         write_types(tmp / f"{name}.types", sim.users, sim.items, sim.types)
         files.save_npy(tmp / "image_feat.npy", sim.image_feat)
         files.save_npy(tmp / "text_feat.npy", sim.text_feat)
-        files.write_dataset_yaml(tmp / f"{name}.yaml", name)
+        if sim.audio_feat is not None:
+            files.save_npy(tmp / "audio_feat.npy", sim.audio_feat)
+        files.write_dataset_yaml(tmp / f"{name}.yaml", name, extra)
         with open(tmp / "meta.json", "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2)
             f.write("\n")
@@ -357,7 +379,7 @@ def generate(out_dir: os.PathLike, name: str, n_users: int = 1000, n_items: int 
              choice_noise: float = 0.5, seed: int = 0, image_dim: Optional[int] = None,
              text_dim: Optional[int] = None, min_per_user: int = 5,
              max_per_user: Optional[int] = None, popularity: float = 0.0,
-             overwrite: bool = False) -> Path:
+             audio_dim: Optional[int] = None, overwrite: bool = False) -> Path:
     """Generate a synthetic dataset into ``<out_dir>/<name>`` (MMRec layout, atomic).
 
     Args: see the module docstring. Returns the dataset folder.
@@ -366,14 +388,14 @@ def generate(out_dir: os.PathLike, name: str, n_users: int = 1000, n_items: int 
         ConfigError: a bad parameter (named). DataError: the target exists (without
         ``overwrite``).
     """
-    _check_name(name)
+    files.check_name(name)
     target = Path(out_dir) / name
     if target.exists() and not overwrite:
         raise DataError(f"{target} already exists; choose another --name/--out or pass --force")
     cfg = SynthConfig(n_users=n_users, n_items=n_items, n_interactions=n_interactions, k=k,
                       gammas=dict(gammas or {}), noise=noise, choice_noise=choice_noise, seed=seed,
                       image_dim=image_dim, text_dim=text_dim, min_per_user=min_per_user,
-                      max_per_user=max_per_user, popularity=popularity)
+                      max_per_user=max_per_user, popularity=popularity, audio_dim=audio_dim)
     return write_simulation(simulate(cfg), out_dir, name, overwrite=overwrite)
 
 
@@ -447,8 +469,3 @@ def read_types(folder: os.PathLike, name: Optional[str] = None) -> Dict[str, np.
         raise DataError(f"{path}, line {int(bad[0]) + 2}: type {table[bad[0], 2]!r}; "
                         f"accepted: {', '.join(TYPES)}")
     return {"users": users, "items": items, "types": table[:, 2].astype(str), "codes": codes}
-
-
-def _check_name(name: str) -> None:
-    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
-        raise ConfigError(f"dataset name {name!r}: need a plain folder name (no '/', not hidden)")

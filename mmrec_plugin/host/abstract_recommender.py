@@ -10,7 +10,10 @@ fresh ``[B, n_items]`` score tensor that the trainer may modify in place).
 :class:`GeneralRecommender` sets ``USER_ID``, ``ITEM_ID``, ``NEG_ITEM_ID``, ``n_users``,
 ``n_items``, ``batch_size``, ``device`` and, when ``is_multimodal_model`` is true and
 ``end2end`` is not, the item features ``v_feat`` / ``t_feat`` (``FloatTensor[n_items, d]`` on
-``device``, or None when the file is absent), read from ``<data_path>/<dataset>/``.
+``device``, or None when the file is absent), read from ``<data_path>/<dataset>/``, and
+``features``: modality name -> that tensor for every modality the dataset declares
+(``feature_files``; default ``{visual, text}``, MMRec's two). MMRec itself has only
+``v_feat`` / ``t_feat``; a model that wants more modalities reads ``features`` when present.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from mmrec_plugin.host.dataset import load_features
+from mmrec_plugin.host.dataset import load_modalities
 from mmrec_plugin.utils import cfg_get as _get
 
 logger = logging.getLogger(__name__)
@@ -69,11 +72,11 @@ class GeneralRecommender(AbstractRecommender):
         self.n_items = int(dataset.get_item_num())
         self.batch_size = _get(config, "train_batch_size", 2048)
         self.device = torch.device(_get(config, "device", "cpu"))
-        self.v_feat = None
-        self.t_feat = None
+        self.features = {}
         if _get(config, "is_multimodal_model", False) and not _get(config, "end2end", False):
-            v_feat, t_feat = load_features(config, self.n_items)
-            if v_feat is not None:
-                self.v_feat = torch.from_numpy(v_feat).float().to(self.device)
-            if t_feat is not None:
-                self.t_feat = torch.from_numpy(t_feat).float().to(self.device)
+            self.features = {
+                name: (None if arr is None else torch.from_numpy(arr).float().to(self.device))
+                for name, arr in load_modalities(config, self.n_items).items()
+            }
+        self.v_feat = self.features.get("visual")
+        self.t_feat = self.features.get("text")

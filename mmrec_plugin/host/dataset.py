@@ -7,8 +7,9 @@ header line. Columns are found by name: ``USER_ID_FIELD`` (``userID``), ``ITEM_I
 MMRec, ``n_users = max(userID) + 1`` and ``n_items = max(itemID) + 1`` over the whole file, so
 every split shares the same counts.
 
-Features (``vision_feature_file`` / ``text_feature_file``, ``.npy`` arrays ``[n_items, d]``)
-live in the same folder and are read by :func:`load_features`.
+Features (``.npy`` arrays ``[n_items, d]``, one per modality: ``vision_feature_file`` /
+``text_feature_file``, or any number of modalities with ``feature_files``) live in the same
+folder and are read by :func:`load_modalities`.
 
 Args (config keys):
     data_path (str): root folder of the datasets.
@@ -23,7 +24,7 @@ import csv
 import logging
 import os
 import warnings
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -272,21 +273,34 @@ class RecDataset:
         )
 
 
-def load_features(config, n_items: int) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
-    """``(v_feat, t_feat)`` as float32 arrays ``[n_items, d]``, or None for an absent file.
+def feature_files(config) -> Dict[str, str]:
+    """Modality name -> feature file name: ``feature_files`` when the config sets it (a
+    mapping, e.g. ``{visual: image_feat.npy, text: text_feat.npy, audio: audio_feat.npy}``),
+    else MMRec's two keys, ``{visual: <vision_feature_file>, text: <text_feature_file>}``."""
+    files = _cfg(config, "feature_files", None)
+    if files is None:
+        return {"visual": str(_cfg(config, "vision_feature_file", "image_feat.npy")),
+                "text": str(_cfg(config, "text_feature_file", "text_feat.npy"))}
+    if not isinstance(files, dict) or not files or not all(isinstance(v, str) for v in files.values()):
+        raise DataError(f"feature_files: expected a mapping modality -> .npy file name, e.g. "
+                        f"{{visual: image_feat.npy, text: text_feat.npy}}, got {files!r}")
+    return {str(k): v for k, v in files.items()}
 
-    Files: ``<data_path>/<dataset>/<vision_feature_file>`` and ``.../<text_feature_file>``.
+
+def load_modalities(config, n_items: int) -> Dict[str, Optional[np.ndarray]]:
+    """Modality name -> float32 array ``[n_items, d]`` (None for an absent file), for every
+    modality of :func:`feature_files`, read from ``<data_path>/<dataset>/``.
+
     A file whose row count differs from ``n_items`` (or that is not 2-D) is a DataError
     naming the file and its shape.
     """
     folder = dataset_dir(config)
-    out = []
-    for key, default in (("vision_feature_file", "image_feat.npy"), ("text_feature_file", "text_feat.npy")):
-        fname = _cfg(config, key, default)
-        path = os.path.join(folder, str(fname))
+    out: Dict[str, Optional[np.ndarray]] = {}
+    for name, fname in feature_files(config).items():
+        path = os.path.join(folder, fname)
         if not os.path.isfile(path):
-            logger.info("%s: %s not found, feature not used", key, path)
-            out.append(None)
+            logger.info("%s features: %s not found, not used", name, path)
+            out[name] = None
             continue
         try:
             arr = np.load(path, allow_pickle=False)
@@ -297,5 +311,5 @@ def load_features(config, n_items: int) -> Tuple[Optional[np.ndarray], Optional[
                 f"{path}: feature array has shape {tuple(arr.shape)}, expected "
                 f"({n_items}, d): one row per item (n_items = max itemID + 1 in the .inter file)"
             )
-        out.append(np.asarray(arr, dtype=np.float32))
-    return out[0], out[1]
+        out[name] = np.asarray(arr, dtype=np.float32)
+    return out

@@ -10,8 +10,8 @@ loads the dataset once and splits it, then for each combination of the grid
 2. records the best-valid metrics and epoch, the test metrics at that epoch, the seconds,
    and ``status`` (``'ok'``, or ``'nan'`` when the loss diverged: that combination ends with
    a logged message and the grid goes on);
-3. if the model has ``branch_scores``, stores the subset analysis of the test pairs
-   (:func:`mmrec_plugin.analysis.subsets.analyze_model`) under ``'analysis'``;
+3. with an ``analyze`` hook (the command line passes the subset analysis,
+   :func:`mmrec_plugin.analysis.rerun.record_analysis`), stores its result under ``'analysis'``;
 4. saves the best-valid ``state_dict`` and the config to
    ``<results_dir>/models/<MODEL>-<DATASET>-<id>.pt`` (temp file + ``os.replace``);
 5. commits the record to the LMDB store ``<results_dir>/store`` under ``run/<digest>`` BEFORE
@@ -39,7 +39,7 @@ import logging
 import os
 import random
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -100,8 +100,14 @@ def data_fingerprint(config) -> str:
     """sha256 over the dataset's interaction file and feature files (those that exist)."""
     folder = os.path.join(config["data_path"], config["dataset"])
     h = hashlib.sha256()
-    for key in ("inter_file_name", "vision_feature_file", "text_feature_file"):
-        name = config.get(key)
+    from mmrec_plugin.host.dataset import feature_files
+
+    names = [("inter_file_name", config.get("inter_file_name"))]
+    if config.get("feature_files") is None:  # (keeps the fingerprints of existing results)
+        names += [(k, config.get(k)) for k in ("vision_feature_file", "text_feature_file")]
+    else:
+        names += [(f"feature_files.{m}", f) for m, f in sorted(feature_files(config).items())]
+    for key, name in names:
         if not name:
             continue
         path = os.path.join(folder, str(name))
@@ -140,61 +146,6 @@ def _ensure_demo(config) -> None:
     ensure_demo(folder)
 
 
-def _pair_types(config, test_dataset) -> Optional[List[str]]:
-    """Ground-truth types of the test pairs from ``<folder>/<dataset>.types`` (synthetic data,
-    read by :func:`mmrec_plugin.data.synthetic.read_types`); a test pair the file does not
-    list gets ``'unknown'``. Returns None when there is no such file or it is unreadable.
-    """
-    folder = os.path.join(config["data_path"], config["dataset"])
-    path = os.path.join(folder, f"{config['dataset']}.types")
-    if not os.path.isfile(path):
-        return None
-    try:
-        from mmrec_plugin.data.synthetic import read_types
-
-        table = read_types(folder, config["dataset"])
-        users = np.asarray(test_dataset.users, dtype=np.int64)
-        items = np.asarray(test_dataset.items, dtype=np.int64)
-        n = int(max(items.max(initial=0), np.max(table["items"], initial=0))) + 1
-        codes = table["users"] * n + table["items"]
-        order = np.argsort(codes, kind="stable")
-        sorted_codes = codes[order]
-        want = users * n + items
-        pos = np.clip(np.searchsorted(sorted_codes, want), 0, max(len(sorted_codes) - 1, 0))
-        found = (sorted_codes[pos] == want) if len(sorted_codes) else np.zeros(len(want), bool)
-        if not len(sorted_codes):
-            return ["unknown"] * len(want)
-        names = np.asarray(table["types"]).astype(object)[order][pos]
-        return np.where(found, names, "unknown").astype(str).tolist()
-    except Exception as exc:  # analysis extras must never fail a finished run
-        logger.warning("could not read pair types from %s: %s", path, exc)
-        return None
-
-
-def _analysis(model, config, train_dataset, test_dataset) -> Optional[Dict]:
-    if not hasattr(model, "branch_scores"):
-        return None
-    try:
-        from mmrec_plugin.analysis.subsets import analyze_model
-    except ImportError as exc:
-        logger.warning("model has branch_scores but the analysis module is unavailable: %s", exc)
-        return None
-    import torch
-
-    k = int(valid_metric_key(config).split("@")[1])
-    model.eval()
-    with torch.no_grad():
-        result = analyze_model(
-            model,
-            train_dataset.inter_matrix(form="csr"),
-            np.asarray(test_dataset.users, dtype=np.int64),
-            np.asarray(test_dataset.items, dtype=np.int64),
-            k=k,
-            pair_types=_pair_types(config, test_dataset),
-        )
-    return jsonable(result)
-
-
 def _select(records: List[Dict], metric: str) -> Optional[Dict]:
     best = None
     for rec in records:
@@ -224,7 +175,7 @@ def _summary(config, records: List[Dict], n_total: int, json_path: str) -> Dict[
 
 
 def _train_one(config, params, index, n, dataset_splits, results_dir, model_cls, save_model,
-               key) -> Dict[str, Any]:
+               key, analyze=None) -> Dict[str, Any]:
     """Train one combination and return its record (no store writes here)."""
     from mmrec_plugin.host.dataloader import EvalDataLoader, TrainDataLoader
     from mmrec_plugin.host.trainer import NanLossError, Trainer
@@ -264,7 +215,7 @@ def _train_one(config, params, index, n, dataset_splits, results_dir, model_cls,
     )
     if trainer.best_state is not None:
         model.load_state_dict(trainer.best_state)
-    analysis = _analysis(model, cfg, train_ds, test_ds)
+    analysis = analyze(model, cfg, train_ds, test_ds) if analyze is not None else None
     if analysis is not None:
         record["analysis"] = analysis
     if save_model:
@@ -284,6 +235,7 @@ def quick_start(
     config_file: Optional[str] = None,
     results_dir: Optional[str] = None,
     save_model: bool = True,
+    analyze: Optional[Callable] = None,
 ) -> Dict[str, Any]:
     """Run (or resume) the grid search of ``model`` on ``dataset``; return the summary dict.
 
@@ -295,6 +247,10 @@ def quick_start(
         results_dir: where the store, the models and the JSON go (default: config
             ``results_dir``, ``results/``).
         save_model: save each combination's best-valid state_dict.
+        analyze: ``analyze(model, config, train_dataset, test_dataset) -> dict | None``, run
+            on each finished combination's best model and recorded under ``'analysis'``
+            (the command line passes :func:`mmrec_plugin.analysis.rerun.record_analysis`;
+            the host itself knows no analysis).
 
     Returns:
         The summary written to ``<results_dir>/<MODEL>-<DATASET>.json`` (its ``path`` key).
@@ -341,7 +297,7 @@ def quick_start(
                 continue
             logger.info("combination %d/%d: %s", index + 1, len(grid), desc)
             record = _train_one(config, params, index, len(grid), splits, results_dir,
-                                model_cls, save_model, key)
+                                model_cls, save_model, key, analyze)
             store.put_json(STORE_PREFIX + key, record)
             records.append(record)
             if record["status"] == "ok":

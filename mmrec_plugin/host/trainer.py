@@ -1,7 +1,8 @@
 """The training loop, evaluation and early stopping (MMRec's Trainer, stricter).
 
 Per epoch: ``model.train()``, ``model.pre_epoch_processing()``, then for each batch
-``loss = model.calculate_loss(batch)`` (a tuple is summed), backward, optional gradient
+``loss = model.calculate_loss(batch)`` (a tuple is summed; with ``model.loss_names`` each term's epoch
+sum is logged and kept in ``history[e]["terms"]``), backward, optional gradient
 clipping (``clip_grad_norm``), an optimiser step; then ``model.post_epoch_processing()``
 (a returned string is logged) and one step of the learning-rate schedule
 ``lr_epoch = learning_rate * a ** (epoch / b)`` for ``learning_rate_scheduler = [a, b]``.
@@ -130,6 +131,7 @@ class Trainer:
         self.best_state: Optional[Dict[str, torch.Tensor]] = None
         self.best_epoch: Optional[int] = None
         self.history: list = []
+        self.last_terms: Optional[Dict[str, float]] = None
         self.cur_step = 0
 
     # ------------------------------------------------------------------ pieces
@@ -137,12 +139,18 @@ class Trainer:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def _train_epoch(self, train_data, epoch: int) -> float:
+        """The epoch's summed loss; a model returning a tuple of loss terms with names in
+        ``model.loss_names`` also gets their per-epoch sums in ``self.last_terms``."""
         self.model.train()
         self.model.pre_epoch_processing()
         total = 0.0
+        parts = None
         for batch_idx, interaction in enumerate(train_data):
             self.optimizer.zero_grad()
             losses = self.model.calculate_loss(interaction)
+            if isinstance(losses, (tuple, list)):
+                step = torch.stack([t.detach().reshape(()) for t in losses])
+                parts = step if parts is None or parts.shape != step.shape else parts + step
             loss = sum(losses) if isinstance(losses, (tuple, list)) else losses
             value = float(loss.detach())
             if not math.isfinite(value):
@@ -156,6 +164,9 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
             self.optimizer.step()
             total += value
+        names = getattr(self.model, "loss_names", None)
+        self.last_terms = (dict(zip(names, parts.tolist()))
+                           if parts is not None and names is not None and len(names) == len(parts) else None)
         return total
 
     @torch.no_grad()
@@ -194,6 +205,10 @@ class Trainer:
             train_s = time.time() - t0
             record = {"epoch": epoch, "loss": loss, "seconds": train_s, "valid": None, "test": None}
             msg = f"epoch {epoch}: loss {loss:.4f}, train {train_s:.2f}s"
+            if self.last_terms:
+                record["terms"] = self.last_terms
+                msg = (f"epoch {epoch}: loss {loss:.4f} ("
+                       + ", ".join(f"{k} {v:.4f}" for k, v in self.last_terms.items()) + f"), train {train_s:.2f}s")
             if post:
                 msg += f", {post}"
             if valid_data is not None and (epoch + 1) % self.eval_step == 0:

@@ -1,12 +1,16 @@
-"""BR-MRS method pieces, framework-agnostic (SPEC sections 2-3).
+"""BR-MRS, framework-agnostic (docs/METHOD.md).
 
-- :mod:`.graphs`       bipartite normalisation, block-wise top-k homogeneous graphs;
-- :mod:`.propagation`  torch-geometric LightGCN propagation and homogeneous smoothing;
-- :mod:`.fusion`       ``mean`` / ``gate`` / ``mlp`` fusion;
-- :mod:`.pools`        candidate pools from ``I \\ O_u`` and negative strategies;
-- :mod:`.losses`       BPR, CHNS, synergy-aware BPR, InfoNCE, orthogonality, L2;
+- :mod:`.model`        ``BRMRSNet``: one ``ModalityChannel`` per modality, any M >= 2;
+- :mod:`.objective`    ``BRObjective``: CHNS + synergy-aware BPR (+ fused BPR) for any model;
+- :mod:`.config`       ``BRMRSConfig``: every key, defaults read from ``BRMRS.yaml``;
+- :mod:`.pools`        candidate pools from ``I \\ O_u`` and the choice of negatives;
+- :mod:`.losses`       BPR, CHNS, synergy-aware BPR, InfoNCE, orthogonality;
+- :mod:`.fusion`       ``mean`` / ``gate`` / ``mlp`` / ``concat`` fusion of M modalities;
+- :mod:`.graphs`       block-wise top-k homogeneous graphs;
+- :mod:`.propagation`  homogeneous smoothing, the M-channel layer 0;
 - :mod:`.cache`        graph cache in the LMDB store, keyed by a digest of all inputs.
 
-Nothing here imports the host: the model glue (``src/models/brmrs.py``) wires these pieces
-into an MMRec-style ``GeneralRecommender``.
+Nothing here imports the host; only :mod:`.config` raises config-key errors, the rest raises
+``ValueError``. The MMRec adapter (``src/models/brmrs.py``) wires ``BRMRSNet`` into an
+MMRec-style ``GeneralRecommender``.
 """

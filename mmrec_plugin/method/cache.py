@@ -1,4 +1,4 @@
-"""Graph cache in the LMDB :class:`~mmrec_plugin.store.Store` (SPEC section 2, DESIGN "Store").
+"""Graph cache in the LMDB :class:`~mmrec_plugin.store.Store` (docs/METHOD.md "Graphs", DESIGN "Store").
 
 A graph is stored under ``graph/<kind>/<digest>`` where the digest covers everything the
 graph depends on: the binarised training matrix, every feature array, the modality weights,
@@ -24,7 +24,9 @@ import scipy.sparse as sp
 
 from mmrec_plugin.store import Store, digest
 
-from .graphs import binarize, knn_homogeneous
+from mmrec_plugin.sparse import binarize
+
+from .graphs import knn_homogeneous
 
 __all__ = ["CODE_VERSION", "cache_dir", "graph_key", "cached_csr", "cached_knn_graph"]
 

@@ -148,12 +148,15 @@ class BRMRSConfig:
                               "ranking; set at least one > 0")
 
     @classmethod
-    def from_config(cls, config) -> "BRMRSConfig":
-        """Read every key from an MMRec / host config or a dict; an absent key (or MMRec's
-        None) takes the yaml default, a one-element list (a grid key outside a grid run) is
-        unwrapped, a longer list is an error naming the key."""
+    def from_config(cls, config, keys=None) -> "BRMRSConfig":
+        """Read every key (or only ``keys``; the others keep their defaults) from an MMRec /
+        host config or a dict; an absent key (or MMRec's None) takes the yaml default, a
+        one-element list (a grid key outside a grid run) is unwrapped, a longer list is an
+        error naming the key."""
         values = {}
         for f in dataclasses.fields(cls):
+            if keys is not None and f.name not in keys:
+                continue
             if f.metadata["kind"] is dict:
                 value = cfg_get(config, f.name, None)
             else:

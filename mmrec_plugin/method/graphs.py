@@ -1,10 +1,5 @@
-"""Graph construction for BR-MRS (SPEC section 2): the user-item bipartite graph and the
-block-wise top-k homogeneous graphs (item-item, user-user).
-
-Bipartite graph ``G_ui`` (LightGCN). Over ``n_users + n_items`` nodes (users first, item
-``i`` is node ``n_users + i``) with adjacency ``A = [[0, R], [R^T, 0]]`` for the binarised
-training matrix ``R``, the normalised graph is ``D^-1/2 A D^-1/2``; the edge ``(u, i)``
-carries ``1 / sqrt(|O_u| |N_i|)``.
+"""The block-wise top-k homogeneous graphs of BR-MRS (item-item, user-user; docs/METHOD.md,
+"Graphs"). The user-item graph ``G_ui`` is :func:`mmrec_plugin.sparse.bipartite_csr`.
 
 Homogeneous graph (``G_ii`` or ``G_uu``). For entities ``a, b`` (items, or users) with
 interaction sets ``N_a, N_b`` (the rows of ``inter_rows``) and modality vectors
@@ -29,70 +24,14 @@ For users the modality vector is the mean of the features of their training item
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import List, Sequence
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
-__all__ = [
-    "binarize",
-    "bipartite_edge_index",
-    "bipartite_csr",
-    "user_profiles",
-    "knn_homogeneous",
-    "sym_normalize",
-]
+from mmrec_plugin.sparse import binarize, sym_normalize
 
-
-def binarize(inter) -> sp.csr_matrix:
-    """The training matrix as a float32 CSR of ones (duplicates merged, explicit zeros dropped)."""
-    m = sp.csr_matrix(inter, dtype=np.float32, copy=True)
-    m.sum_duplicates()
-    m.eliminate_zeros()
-    m.data[:] = 1.0
-    m.sort_indices()
-    return m
-
-
-def sym_normalize(adj: sp.spmatrix) -> sp.csr_matrix:
-    """``D^-1/2 A D^-1/2`` with ``D = diag(A 1)``; rows/columns of zero degree stay zero."""
-    adj = sp.csr_matrix(adj, dtype=np.float32)
-    deg = np.asarray(adj.sum(axis=1), dtype=np.float64).ravel()
-    inv = np.zeros_like(deg)
-    nz = deg > 0
-    inv[nz] = deg[nz] ** -0.5
-    coo = adj.tocoo()
-    # data * (d_r d_c): the scalar product is commutative, so a symmetric A stays exactly symmetric
-    scale = (inv[coo.row] * inv[coo.col]).astype(np.float32)
-    out = sp.csr_matrix((coo.data * scale, (coo.row, coo.col)), shape=adj.shape, dtype=np.float32)
-    out.eliminate_zeros()
-    out.sort_indices()
-    return out
-
-
-def bipartite_csr(inter) -> sp.csr_matrix:
-    """The normalised LightGCN graph as a scipy CSR of shape ``(n_users + n_items,) * 2``."""
-    r = binarize(inter)
-    adj = sp.bmat([[None, r], [r.T, None]], format="csr")
-    return sym_normalize(adj)
-
-
-def bipartite_edge_index(inter) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric-normalised user-item graph as an edge list.
-
-    Args:
-        inter: scipy sparse ``(n_users, n_items)`` training matrix (any values; binarised).
-
-    Returns:
-        ``edge_index`` LongTensor ``[2, E]`` over ``n_users + n_items`` nodes (users first,
-        item ``i`` is node ``n_users + i``; both directions of every interaction) and
-        ``edge_weight`` FloatTensor ``[E]`` = ``1 / sqrt(|O_u| |N_i|)``.
-    """
-    a = bipartite_csr(inter).tocoo()
-    edge_index = torch.from_numpy(np.vstack([a.row, a.col]).astype(np.int64))
-    edge_weight = torch.from_numpy(a.data.astype(np.float32))
-    return edge_index, edge_weight
+__all__ = ["user_profiles", "knn_homogeneous"]
 
 
 def user_profiles(inter, feats: np.ndarray) -> np.ndarray:

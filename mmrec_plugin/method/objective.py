@@ -96,7 +96,8 @@ class BRObjective(nn.Module):
         unknown = sorted(set(overrides) - set(OBJECTIVE_KEYS))
         if unknown:
             raise TypeError(f"BRObjective: unknown keys {unknown}; known: {', '.join(OBJECTIVE_KEYS)}")
-        cfg = config if isinstance(config, BRMRSConfig) else BRMRSConfig.from_config(config or {})
+        # another model's config may use other BRMRS key names for its own purposes: read ours only
+        cfg = config if isinstance(config, BRMRSConfig) else BRMRSConfig.from_config(config or {}, OBJECTIVE_KEYS)
         if overrides:
             cfg = cfg.replace(**overrides)
         for name in OBJECTIVE_KEYS:

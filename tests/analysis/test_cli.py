@@ -13,6 +13,8 @@ import mmrec_plugin.data.synthetic as synthetic
 import mmrec_plugin.host.abstract_recommender as abstract
 import mmrec_plugin.host.quick_start as quick_start_mod
 from mmrec_plugin.analysis import cli
+from mmrec_plugin.analysis import rerun
+from mmrec_plugin.analysis.rerun import record_analysis
 from mmrec_plugin.analysis.subsets import CLASSES  # noqa: E402
 from mmrec_plugin.errors import UserError  # noqa: E402
 from mmrec_plugin.registry import register_model  # noqa: E402
@@ -55,6 +57,7 @@ def trained(tmp_path_factory):
         "ToyBranch", "toysyn",
         config_dict={"data_path": str(data), "results_dir": str(results), "epochs": 2,
                      "learning_rate": [0.01, 0.05], "topk": [5, 10, 20]},
+        analyze=record_analysis,
     )
     return root, summary
 
@@ -127,6 +130,6 @@ def test_pair_types_for_vectorised_join(tmp_path):
     folder = tmp_path / "d"
     folder.mkdir()
     (folder / "d.types").write_text("userID\titemID\ttype\n0\t1\ttext\n0\t2\tsynergy\n3\t0\tvisual\n")
-    got = cli.pair_types_for(str(folder), "d", np.array([3, 0, 0, 5]), np.array([0, 2, 1, 5]))
+    got = rerun.pair_types_for(str(folder), "d", np.array([3, 0, 0, 5]), np.array([0, 2, 1, 5]))
     assert list(got) == ["visual", "synergy", "text", "unknown"]
-    assert cli.pair_types_for(str(folder), "nope", np.array([0]), np.array([0])) is None
+    assert rerun.pair_types_for(str(folder), "nope", np.array([0]), np.array([0])) is None

@@ -162,3 +162,26 @@ def test_popularity_skews_item_degrees_and_keeps_types():
     assert d_skew.max() / d_skew.mean() > 1.5 * d_flat.max() / d_flat.mean()
     c = S.pair_contributions(skew.theta, skew.z, skew.config.gammas, skew.users, skew.items)
     assert np.array_equal(np.argmax(c, axis=1), skew.types)
+
+
+def test_audio_modality_is_a_third_file_and_changes_nothing_else(tmp_path):
+    """--audio-dim writes audio_feat.npy = projection of [z_r; (z_t + z_v)/sqrt(2)] + noise,
+    declares the three feature_files in the dataset yaml, and leaves every other file as the
+    two-modality dataset of the same seed has it."""
+    import yaml
+
+    two = S.generate(tmp_path / "a", "d", n_users=60, n_items=40, k=4, seed=2, noise=0.0)
+    three = S.generate(tmp_path / "b", "d", n_users=60, n_items=40, k=4, seed=2, noise=0.0, audio_dim=None)
+    assert not (three / "audio_feat.npy").exists()
+    three = S.generate(tmp_path / "c", "d", n_users=60, n_items=40, k=4, seed=2, noise=0.0, audio_dim=6)
+    for f in ("d.inter", "d.types", "image_feat.npy", "text_feat.npy"):
+        assert (two / f).read_bytes() == (three / f).read_bytes(), f
+    audio = np.load(three / "audio_feat.npy")
+    assert audio.shape == (40, 6) and audio.dtype == np.float32
+    sim = S.simulate(S.SynthConfig(n_users=60, n_items=40, k=4, seed=2, noise=0.0))
+    raw = np.concatenate([sim.z["redundant"], (sim.z["text"] + sim.z["visual"]) / np.sqrt(2.0)], axis=1)
+    # audio = raw @ R for a 2k x 6 projection R: recover R by least squares, the fit is exact
+    r, *_ = np.linalg.lstsq(raw, audio, rcond=None)
+    np.testing.assert_allclose(raw @ r, audio, rtol=1e-4, atol=1e-4)
+    keys = yaml.safe_load((three / "d.yaml").read_text())
+    assert keys["feature_files"] == {"visual": "image_feat.npy", "text": "text_feat.npy", "audio": "audio_feat.npy"}

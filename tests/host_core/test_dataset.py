@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mmrec_plugin.errors import DataError
-from mmrec_plugin.host.dataset import RecDataset, load_features
+from mmrec_plugin.host.dataset import RecDataset, load_modalities
 
 ROWS = [(0, 0, 0), (0, 3, 0), (0, 1, 1), (0, 2, 2), (2, 1, 0), (2, 0, 1), (2, 4, 2)]
 
@@ -97,13 +97,27 @@ def test_empty_split(tmp_path, h):
 def test_features_loaded_absent_and_mismatch(tmp_path, h):
     folder = h.write_inter(tmp_path, "d", ROWS)
     cfg = h.make_config(tmp_path, "d")
-    assert load_features(cfg, 5) == (None, None)
+    assert load_modalities(cfg, 5) == {"visual": None, "text": None}
     np.save(os.path.join(folder, "text_feat.npy"), np.arange(15, dtype=np.float64).reshape(5, 3))
-    v, t = load_features(cfg, 5)
+    feats = load_modalities(cfg, 5)
+    v, t = feats["visual"], feats["text"]
     assert v is None and t.dtype == np.float32 and t.shape == (5, 3) and t[4, 2] == 14
     np.save(os.path.join(folder, "image_feat.npy"), np.zeros((4, 2), dtype=np.float32))
     with pytest.raises(DataError, match=r"image_feat\.npy: feature array has shape \(4, 2\), expected \(5, d\)"):
-        load_features(cfg, 5)
+        load_modalities(cfg, 5)
+
+
+def test_feature_files_declare_any_number_of_modalities(tmp_path, h):
+    folder = h.write_inter(tmp_path, "d", ROWS)
+    for name, width in (("a.npy", 2), ("b.npy", 3), ("c.npy", 4)):
+        np.save(os.path.join(folder, name), np.ones((5, width), dtype=np.float32) * width)
+    cfg = h.make_config(tmp_path, "d")
+    cfg["feature_files"] = {"visual": "a.npy", "text": "b.npy", "audio": "c.npy"}
+    feats = load_modalities(cfg, 5)
+    assert {m: f.shape for m, f in feats.items()} == {"visual": (5, 2), "text": (5, 3), "audio": (5, 4)}
+    cfg["feature_files"] = ["a.npy"]
+    with pytest.raises(DataError, match="feature_files: expected a mapping"):
+        load_modalities(cfg, 5)
 
 
 def test_general_recommender_features(tmp_path, h):

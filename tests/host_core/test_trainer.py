@@ -86,6 +86,30 @@ def test_early_stopping_and_best_state_restore(setup, caplog):
     assert "early stop at epoch 4" in caplog.text and "w " in caplog.text
 
 
+def test_named_loss_terms_are_summed_per_epoch_and_logged(setup, caplog):
+    cfg, tr, va, te, valid = setup
+    model = ScriptedModel(cfg, tr, valid, [1] * 3)
+    model.loss_names = ("main", "zero")
+    losses = []
+    orig = model.calculate_loss
+
+    def spy(interaction):
+        out = orig(interaction)
+        losses.append(float(out[0].detach()))
+        return out
+
+    model.calculate_loss = spy
+    trainer = Trainer(dict(cfg, epochs=2), model)
+    with caplog.at_level(logging.INFO, logger="mmrec_plugin.host.trainer"):
+        trainer.fit(tr, va, te)
+    per_epoch = len(losses) // 2
+    first = trainer.history[0]["terms"]
+    assert set(first) == {"main", "zero"} and first["zero"] == 0.0
+    assert first["main"] == pytest.approx(sum(losses[:per_epoch]), rel=1e-6)
+    assert first["main"] == pytest.approx(trainer.history[0]["loss"], rel=1e-6)
+    assert "(main " in caplog.text
+
+
 def test_eval_step_counts_evaluations(setup):
     cfg, tr, va, te, valid = setup
     cfg = dict(cfg, eval_step=2)

@@ -26,7 +26,7 @@ def _write(path, text):
 @pytest.fixture
 def toy(tmp_path, monkeypatch):
     """A model 'LayerToy' with its own yaml, and a data folder with a dataset yaml."""
-    registry._load_host_models()  # register BPR/LightGCN before the registry is copied
+    import mmrec_plugin.host  # noqa: F401  (registers BPR/LightGCN)  # register BPR/LightGCN before the registry is copied
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     model_yaml = _write(tmp_path / "LayerToy.yaml",
                         "stopping_step: 4\nepochs: 8\nreg_weight: [0.1, 0.2]\n"

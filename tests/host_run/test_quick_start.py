@@ -68,7 +68,7 @@ class ScoreToy(GeneralRecommender):
 
 @pytest.fixture
 def setup(tmp_path, monkeypatch):
-    registry._load_host_models()
+    import mmrec_plugin.host  # noqa: F401  (registers BPR/LightGCN)
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     yaml_path = tmp_path / "ScoreToy.yaml"
     yaml_path.write_text("mode: [good_valid, good_test]\nis_multimodal_model: False\n"

@@ -12,7 +12,7 @@ from mmrec_plugin.errors import UserError
 
 @pytest.fixture(autouse=True)
 def isolated_registry(monkeypatch):
-    registry._load_host_models()
+    import mmrec_plugin.host  # noqa: F401  (registers BPR/LightGCN)
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     yield
     for name in [m for m in sys.modules if m == "models" or m.startswith("models.")

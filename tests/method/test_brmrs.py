@@ -1,5 +1,6 @@
-"""BRMRS model glue: config validation, hard negatives, caching of eval representations,
-and a short end-to-end training run with the host's loaders and trainer."""
+"""BRMRS: the MMRec adapter (src/models/brmrs.py) around BRMRSNet: config validation, hard
+negatives, the loss against a hand computation, caching of eval representations, 0.1
+checkpoints, three modalities, and a short end-to-end training run with the host."""
 import importlib.util
 import os
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 import yaml
 
 from mmrec_plugin.errors import ConfigError, DataError
+from mmrec_plugin.method.config import BRMRSConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,7 +69,7 @@ def _config(tmp_path, **over):
         "vision_feature_file": "image_feat.npy", "text_feature_file": "text_feat.npy",
         "USER_ID_FIELD": "userID", "ITEM_ID_FIELD": "itemID",
     }
-    cfg.update(brmrs.DEFAULTS)
+    cfg.update(BRMRSConfig().to_dict())
     cfg.update({"embedding_size": 8, "uu_knn_k": 5, "ii_knn_k": 4})
     cfg.update(over)
     return cfg
@@ -79,48 +81,55 @@ def _model(tmp_path, **over):
     return brmrs.BRMRS(_config(tmp_path, **over), FakeLoader(inter)), inter
 
 
-def test_yaml_declares_every_key_with_the_model_defaults():
+def test_yaml_declares_every_key_with_the_config_defaults():
+    import dataclasses
+    import itertools
+
     with open(ROOT / "src" / "configs" / "model" / "BRMRS.yaml") as fh:
         y = yaml.safe_load(fh)
     grid = y.pop("hyper_parameters")
-    assert set(y) == set(brmrs.DEFAULTS)
+    default = BRMRSConfig()
+    assert set(y) == {f.name for f in dataclasses.fields(BRMRSConfig)}
     for key in ("chns_weight", "syn_weight", "syn_margin", "reg_weight", "pool_size"):
         assert key in grid and isinstance(y[key], list)
     for key, value in y.items():
-        if key in grid:
-            assert brmrs.DEFAULTS[key] in value, key
-        else:
-            assert value == brmrs.DEFAULTS[key], key
+        assert getattr(default, key) == (value[0] if key in grid else value), key
+    assert default.modality_weights == {"text": 0.9, "visual": 0.1}
     # every combination of the shipped grid is a valid config
-    import itertools
     for combo in itertools.product(*(y[k] for k in grid)):
-        brmrs.read_config({**brmrs.DEFAULTS, **dict(zip(grid, combo))})
+        BRMRSConfig(**dict(zip(grid, combo)))
 
 
 @pytest.mark.parametrize("key,value,needle", [
     ("syn_margin", 0.0, "syn_margin"),
     ("syn_margin", -0.5, "syn_margin"),
-    ("fusion", "gated", "fusion"),
+    ("fusion", "gated", "fusion.*mean, gate, mlp, concat"),
     ("neg_strategy", "hard", "neg_strategy"),
     ("pool_size", 0, "pool_size"),
     ("ii_knn_k", 0, "ii_knn_k"),
     ("modality_weights", [1.0], "modality_weights"),
+    ("modality_weights", {"text": -1.0, "visual": 0.1}, "modality_weights.text"),
     ("syn_detach", "yes", "syn_detach"),
     ("proj_bf16", 1, "proj_bf16"),
     ("reg_weight", [0.1, 0.2], "reg_weight"),
 ])
 def test_config_errors_name_the_key(key, value, needle):
     with pytest.raises(ConfigError, match=needle):
-        brmrs.read_config({**brmrs.DEFAULTS, key: value})
+        BRMRSConfig.from_config({key: value})
 
 
 def test_missing_keys_take_defaults_like_mmrec_none():
     class MMRecLike(dict):
         def __getitem__(self, k):
             return self.get(k)  # MMRec: None for a missing key
-    cfg = brmrs.read_config(MMRecLike(pool_size=[8]))
-    assert cfg["pool_size"] == 8 and cfg["fusion"] == brmrs.DEFAULTS["fusion"]
-    assert brmrs.read_config({})["neg_strategy"] == "cross"
+    cfg = BRMRSConfig.from_config(MMRecLike(pool_size=[8]))
+    assert cfg.pool_size == 8 and cfg.fusion == BRMRSConfig().fusion
+    assert BRMRSConfig.from_config({}).neg_strategy == "cross"
+
+
+def test_old_list_modality_weights_are_converted_visual_first(caplog):
+    assert BRMRSConfig.from_config({"modality_weights": [0.3, 0.7]}).modality_weights == {"visual": 0.3, "text": 0.7}
+    assert "deprecated" in caplog.text
 
 
 def test_missing_modality_file_is_a_config_error(tmp_path):
@@ -135,6 +144,10 @@ def test_bad_config_fails_before_loading(tmp_path):
         brmrs.BRMRS(_config(tmp_path, syn_margin=-1.0), FakeLoader(inter))
 
 
+def _loss(model, batch):
+    return sum(model.calculate_loss(batch))
+
+
 @pytest.mark.parametrize("fusion", ["mean", "gate", "mlp", "concat"])
 @pytest.mark.parametrize("strategy", ["cross", "same", "fused", "uniform"])
 def test_loss_is_finite_scalar_with_gradients(tmp_path, fusion, strategy):
@@ -143,61 +156,64 @@ def test_loss_is_finite_scalar_with_gradients(tmp_path, fusion, strategy):
     coo = inter.tocoo()
     batch = torch.tensor(np.stack([coo.row[:16], coo.col[:16], (coo.col[:16] + 1) % 30]), dtype=torch.long)
     model.train()
-    loss = model.calculate_loss(batch)
+    loss = _loss(model, batch)
+    assert model.loss_names == ("chns", "syn", "bpr", "nce", "orth", "reg")
     assert loss.dim() == 0 and torch.isfinite(loss)
     loss.backward()
-    for name in ("user_emb_t.weight", "user_emb_v.weight", "proj_t.weight", "proj_v.weight"):
-        assert dict(model.named_parameters())[name].grad.abs().sum() > 0, name
+    for m in ("text", "visual"):
+        for part in ("user_emb", "proj"):
+            name = f"net.channels.{m}.{part}.weight"
+            assert dict(model.named_parameters())[name].grad.abs().sum() > 0, name
+
+
+def _reps(model, users):
+    with torch.no_grad():
+        p, q = model.net.forward()
+    d = model.net.dim
+    return p[users, :d], p[users, d:], q[:, :d], q[:, d:]
 
 
 @pytest.mark.parametrize("strategy", ["cross", "same", "fused"])
 @pytest.mark.parametrize("pool_size", [32, 8])  # 32 > n_items: the gather path; 8: sampled_addmm
 def test_hard_negatives_follow_the_strategy(tmp_path, strategy, pool_size):
     model, inter = _model(tmp_path, neg_strategy=strategy, fusion="gate", pool_size=pool_size)
+    net = model.net
     users = torch.tensor([0, 1, 2, 3, 5, 8])
-    with torch.no_grad():
-        p, q, _ = model.forward()
-    d = model.dim
-    pu_t, pu_v = p[users, :d], p[users, d:]
+    pu_t, pu_v, q_t, q_v = _reps(model, users)
+    branches = {"text": (pu_t, q_t), "visual": (pu_v, q_v)}
     torch.manual_seed(7)
-    neg_t, neg_v = model.hard_negatives(users, pu_t, pu_v, q)
+    neg = net.objective.negatives(users, branches, net._fused_scorer(branches))
     torch.manual_seed(7)
-    pool = model.candidate_pool(users)
+    pool = net.objective.candidate_pool(users)
     dense = inter.toarray() > 0
     for row, u in enumerate(users.tolist()):
         cand = pool[row].tolist()
         assert not dense[u, cand].any()
-        s_t = [float(pu_t[row] @ q[j, :d]) for j in cand]
-        s_v = [float(pu_v[row] @ q[j, d:]) for j in cand]
+        s_t = [float(pu_t[row] @ q_t[j]) for j in cand]
+        s_v = [float(pu_v[row] @ q_v[j]) for j in cand]
         with torch.no_grad():
-            pf = model.fusion(pu_t[row], pu_v[row])
-            qf = model.fusion(q[:, :d], q[:, d:])
+            pf = net.fusion(pu_t[row], pu_v[row])
+            qf = net.fusion(q_t, q_v)
         s_f = [float(pf @ qf[j]) for j in cand]
         best = lambda s: cand[int(np.argmax(s))]
         want = {"cross": (best(s_v), best(s_t)), "same": (best(s_t), best(s_v)),
                 "fused": (best(s_f), best(s_f))}[strategy]
-        assert (neg_t[row].item(), neg_v[row].item()) == want
+        assert (neg["text"][row].item(), neg["visual"][row].item()) == want
 
 
-def test_pool_scores_sampled_product_equals_gathered_rows(tmp_path, monkeypatch):
+def test_pair_scores_sampled_product_equals_gathered_rows(monkeypatch):
     """The CPU sampled_addmm path and the gather path give the same pool scores, repeated
     items in a pool row included, and both equal the per-pair dot products."""
-    model, _ = _model(tmp_path)
-    users = torch.tensor([0, 4, 4, 19])
-    with torch.no_grad():
-        p, q, _ = model.forward()
-    d = model.dim
-    pu_t, pu_v = p[users, :d], p[users, d:]
+    from mmrec_plugin import sparse
+
+    g = torch.Generator().manual_seed(0)
+    u, q = torch.randn(4, 6, generator=g), torch.randn(30, 12, generator=g)[:, 6:]  # a column slice
     pool = torch.tensor([[3, 3, 0, 29, 7], [1, 2, 3, 4, 5], [5, 5, 5, 5, 5], [29, 0, 11, 11, 28]])
-    want_t = torch.stack([torch.stack([pu_t[r] @ q[j, :d] for j in row]) for r, row in enumerate(pool)])
-    want_v = torch.stack([torch.stack([pu_v[r] @ q[j, d:] for j in row]) for r, row in enumerate(pool)])
+    want = torch.stack([torch.stack([u[r] @ q[j] for j in row]) for r, row in enumerate(pool)])
+    assert sparse._has_cpu_sddmm()  # torch >= 1.13 has the CPU kernel: the fast path is taken
     for sddmm in (True, False):
-        monkeypatch.setattr(brmrs, "_HAS_CPU_SDDMM", sddmm)
-        s_t, s_v, s_f = model._pool_scores(pu_t, pu_v, q, pool)
-        torch.testing.assert_close(s_t, want_t)
-        torch.testing.assert_close(s_v, want_v)
-        assert s_f is None
-    assert brmrs._cpu_sddmm_works()  # torch >= 1.13 has the CPU kernel: the fast path is taken
+        monkeypatch.setattr(sparse, "_has_cpu_sddmm", lambda sddmm=sddmm: sddmm)
+        torch.testing.assert_close(sparse.pair_scores(u, q, pool), want)
 
 
 @pytest.mark.parametrize("fusion", ["concat", "mean"])
@@ -211,22 +227,23 @@ def test_loss_without_chns_equals_hand_computed_objective(tmp_path, fusion):
                       reg_weight=0.01, syn_margin=0.2)
     batch = torch.tensor([[0, 3, 3, 19], [1, 2, 5, 7], [4, 6, 8, 9]])
     u, i, j = batch
-    loss = model.calculate_loss(batch)
+    terms = model.calculate_loss(batch)
+    assert model.loss_names == ("syn", "bpr", "reg")
     with torch.no_grad():
-        p, q, x0 = model.forward()
-    d = model.dim
+        p, q = model.net.forward()
+        x0 = model.net.layer0()
+    d = model.net.dim
     fuse = (lambda a, b: torch.cat([a, b], -1)) if fusion == "concat" else (lambda a, b: 0.5 * (a + b))
     pf, qf = fuse(p[:, :d], p[:, d:]), fuse(q[:, :d], q[:, d:])
     s = lambda pp, qq, rows: (pp[u] * qq[rows]).sum(-1)
     d_f = s(pf, qf, i) - s(pf, qf, j)
     d_t = s(p[:, :d], q[:, :d], i) - s(p[:, :d], q[:, :d], j)
     d_v = s(p[:, d:], q[:, d:], i) - s(p[:, d:], q[:, d:], j)
-    bpr = F.softplus(-d_f).mean()
-    syn = F.softplus(-(d_f - torch.maximum(d_t, d_v) - 0.2)).mean()
-    rows = torch.cat([u, model.n_users + i, model.n_users + j])
-    reg = x0[rows].pow(2).sum() / 4
-    want = 0.4 * bpr + 0.7 * syn + 0.01 * reg
-    assert float(loss.detach()) == pytest.approx(float(want), rel=1e-5)
+    want = {"syn": 0.7 * F.softplus(-(d_f - torch.maximum(d_t, d_v) - 0.2)).mean(),
+            "bpr": 0.4 * F.softplus(-d_f).mean(),
+            "reg": 0.01 * x0[torch.cat([u, model.n_users + i, model.n_users + j])].pow(2).sum() / 4}
+    for name, value in zip(model.loss_names, terms):
+        assert float(value.detach()) == pytest.approx(float(want[name]), rel=1e-5), name
 
 
 def test_proj_bf16_layer0_close_to_float32_and_trains(tmp_path):
@@ -236,36 +253,33 @@ def test_proj_bf16_layer0_close_to_float32_and_trains(tmp_path):
     ref, _ = _model(tmp_path)
     low, _ = _model(tmp_path, proj_bf16=True)
     low.load_state_dict(ref.state_dict())
-    assert low.feat_t.dtype == torch.bfloat16 and low.feat_v.dtype == torch.bfloat16
+    assert all(c.feat.dtype == torch.bfloat16 for c in low.net.channels.values())
     with torch.no_grad():
-        x_ref, x_low = ref.layer0(), low.layer0()
+        x_ref, x_low = ref.net.layer0(), low.net.layer0()
     assert x_low.dtype == torch.float32
     torch.testing.assert_close(x_low, x_ref, rtol=2e-2, atol=2e-2)
     assert not torch.equal(x_low, x_ref)  # the bfloat16 path was taken
-    loss = low.calculate_loss(torch.tensor([[0, 3, 7], [1, 2, 5], [4, 6, 8]]))
-    loss.backward()
-    assert low.proj_v.weight.grad.dtype == torch.float32
-    assert torch.isfinite(low.proj_v.weight.grad).all() and low.proj_v.weight.grad.abs().sum() > 0
+    _loss(low, torch.tensor([[0, 3, 7], [1, 2, 5], [4, 6, 8]])).backward()
+    w = low.net.channels["visual"].proj.weight
+    assert w.grad.dtype == torch.float32
+    assert torch.isfinite(w.grad).all() and w.grad.abs().sum() > 0
 
 
 def test_chns_gradient_uses_other_branch_negative(tmp_path):
     """Under cross, the text branch's loss term is computed on j_v: the gradient on the text
     item input of j_v is non-zero while j_t (if different) only gets visual gradient."""
     model, inter = _model(tmp_path, syn_weight=0.0, reg_weight=0.0, n_ii_layers=0, n_uu_layers=0,
-                          n_ui_layers=0, item_id_in_channels=True)
+                          n_ui_layers=0, item_id_in_channels=True, bpr_weight=0.0)
     users, pos = torch.tensor([3]), torch.tensor([int(inter[3].indices[0])])
-    torch.manual_seed(11)
     model.train()
-    with torch.no_grad():
-        p, q, _ = model.forward()
+    pu_t, pu_v, q_t, q_v = _reps(model, users)
     torch.manual_seed(11)
-    neg_t, neg_v = model.hard_negatives(users, p[users, :8], p[users, 8:], q)
+    neg = model.net.objective.negatives(users, {"text": (pu_t, q_t), "visual": (pu_v, q_v)})
     torch.manual_seed(11)
-    loss = model.calculate_loss(torch.stack([users, pos, pos]))
-    loss.backward()
-    g_t = model.item_emb_t.weight.grad
-    g_v = model.item_emb_v.weight.grad
-    j_v, j_t = neg_t.item(), neg_v.item()  # text trained on j_v, visual on j_t
+    _loss(model, torch.stack([users, pos, pos])).backward()
+    g_t = model.net.channels["text"].item_emb.weight.grad
+    g_v = model.net.channels["visual"].item_emb.weight.grad
+    j_v, j_t = neg["text"].item(), neg["visual"].item()  # text trained on j_v, visual on j_t
     assert g_t[j_v].abs().sum() > 0 and g_v[j_t].abs().sum() > 0
     if j_v != j_t and j_t != pos.item():
         assert g_t[j_t].abs().sum() == 0
@@ -285,14 +299,53 @@ def test_eval_cache_and_branch_scores(tmp_path):
     scores = model.branch_scores(users)
     assert set(scores) == {"t", "v", "f"} and all(v.shape == (3, 30) for v in scores.values())
     torch.testing.assert_close(scores["f"], s2)
-    p, q, _ = model.forward()
+    p, q = model.net.forward()
     torch.testing.assert_close(scores["t"], p[users, :8] @ q[:, :8].t())
     # a parameter change while in eval mode (e.g. loading the best state) invalidates the cache
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    state["user_emb_t.weight"] += 1.0
+    state["net.channels.text.user_emb.weight"] += 1.0
     model.load_state_dict(state)
     s3 = model.full_sort_predict([users])
     assert not torch.allclose(s3, s2)
+
+
+def test_release_01_checkpoint_loads(tmp_path):
+    """A state_dict with 0.1's keys (user_emb_t, proj_v, item_emb_t, fusion.*) loads into the
+    channels, strictly, and gives the same scores as the model it came from."""
+    model, _ = _model(tmp_path, fusion="gate")
+    names = {"user_emb": "user_emb_{}", "proj": "proj_{}", "item_emb": "item_emb_{}"}
+    old = {}
+    for key, value in model.state_dict().items():
+        parts = key.split(".")  # net.channels.<modality>.<part>.<param> or net.fusion....
+        if parts[1] == "channels":
+            old[f"{names[parts[3]].format(parts[2][0])}.{parts[4]}"] = value.clone()
+        else:
+            old[".".join(parts[1:])] = value.clone()
+    assert "user_emb_t.weight" in old and "proj_v.bias" in old and "fusion.gate.weight" in old
+    fresh, _ = _model(tmp_path, fusion="gate")
+    fresh.net.channels["text"].user_emb.weight.data.zero_()
+    fresh.load_state_dict(old)  # strict
+    model.eval(), fresh.eval()
+    users = torch.tensor([1, 2])
+    torch.testing.assert_close(fresh.full_sort_predict([users]), model.full_sort_predict([users]))
+
+
+def test_three_modalities_from_feature_files(tmp_path):
+    """The host's ``feature_files`` with three modalities: three channels, the loss trains all
+    of them, ``modality_weights`` must name each modality."""
+    inter = _tiny(tmp_path)
+    np.save(tmp_path / "tiny" / "audio_feat.npy", np.random.default_rng(1).normal(size=(30, 3)).astype(np.float32))
+    files = {"visual": "image_feat.npy", "text": "text_feat.npy", "audio": "audio_feat.npy"}
+    with pytest.raises(ConfigError, match="modality_weights.*audio"):
+        brmrs.BRMRS(_config(tmp_path, feature_files=files), FakeLoader(inter))
+    torch.manual_seed(0)
+    weights = {"text": 0.5, "visual": 0.2, "audio": 0.3}
+    model = brmrs.BRMRS(_config(tmp_path, feature_files=files, modality_weights=weights), FakeLoader(inter))
+    assert model.net.modalities == ["audio", "text", "visual"] and model.score_dim == 24
+    _loss(model, torch.tensor([[0, 3, 7], [1, 2, 5], [4, 6, 8]])).backward()
+    assert model.net.channels["audio"].proj.weight.grad.abs().sum() > 0
+    model.eval()
+    assert set(model.branch_scores(torch.tensor([0, 1]))) == {"audio", "t", "v", "f"}
 
 
 def test_graph_cache_is_used_on_rebuild(tmp_path, caplog):
@@ -337,3 +390,24 @@ def test_short_training_run_with_host_lowers_loss_and_beats_random(tmp_path):
     users = np.flatnonzero(np.diff(te.indptr))
     random_recall = float(np.mean(np.minimum(1.0, 20.0 / left[users])))
     assert test_result["recall@20"] > 1.5 * random_recall, (test_result, random_recall)
+
+
+def test_three_modality_synthetic_dataset_trains_and_evaluates_end_to_end(tmp_path):
+    """`data generate --audio-dim` -> quick_start (host config, loaders, trainer, analysis,
+    saved model) -> the saved model rebuilt and analysed again."""
+    from mmrec_plugin.analysis.rerun import analyze_results, record_analysis
+    from mmrec_plugin.data.synthetic import generate
+    from mmrec_plugin.host.quick_start import quick_start
+
+    generate(tmp_path / "data", "tri", n_users=80, n_items=60, n_interactions=900, k=4, seed=1, audio_dim=8)
+    cfg = {"data_path": str(tmp_path / "data"), "epochs": 2, "embedding_size": 8, "seed": 1,
+           "syn_weight": 1.0, "reg_weight": 0.0001, "topk": [5, 10, 20], "uu_knn_k": 5, "ii_knn_k": 4,
+           "modality_weights": {"text": 0.4, "visual": 0.3, "audio": 0.3}, "use_gpu": False}
+    summary = quick_start("BRMRS", "tri", config_dict=cfg, results_dir=str(tmp_path / "res"),
+                          analyze=record_analysis)
+    best = summary["best"]
+    assert best["status"] == "ok" and 0.0 <= best["test"]["recall@20"] <= 1.0
+    assert set(best["history"][0]["terms"]) == {"chns", "syn", "bpr", "reg"}
+    assert set(best["analysis"]["branch_hit_rate"]) == {"t", "v", "f"}
+    again = analyze_results(summary["path"], combination="best", k=20)
+    assert again["partition"] == best["analysis"]["partition"]

@@ -8,7 +8,6 @@ from mmrec_plugin.method.losses import (
     bpr_loss,
     chns_loss,
     info_nce,
-    l2_reg,
     orthogonality,
     synergy_bpr_loss,
 )
@@ -30,22 +29,29 @@ def test_bpr_is_stable_for_large_margins():
 
 
 def test_chns_hand_value():
-    got = chns_loss(
-        torch.tensor([2.0, 0.0]), torch.tensor([1.0, 0.0]),
-        torch.tensor([0.0, 1.0]), torch.tensor([1.0, 3.0]),
-    )
+    # two branches (text: pos [2, 0] vs its negative [1, 0]; visual: pos [0, 1] vs [1, 3])
+    got = chns_loss([torch.tensor([2.0, 0.0]), torch.tensor([0.0, 1.0])],
+                    [torch.tensor([1.0, 0.0]), torch.tensor([1.0, 3.0])])
     want = ((sp(-1.0) + sp(1.0)) + (sp(0.0) + sp(2.0))) / 2
     assert got.item() == pytest.approx(want, rel=1e-6)
+    # a third branch adds its own term per row
+    got3 = chns_loss([torch.tensor([2.0, 0.0]), torch.tensor([0.0, 1.0]), torch.tensor([1.0, 1.0])],
+                     [torch.tensor([1.0, 0.0]), torch.tensor([1.0, 3.0]), torch.tensor([0.0, 2.0])])
+    assert got3.item() == pytest.approx(want + (sp(-1.0) + sp(1.0)) / 2, rel=1e-6)
 
 
 def test_synergy_hand_value():
     d_f = torch.tensor([1.0, -0.2])
     d_t = torch.tensor([0.3, 0.4])
     d_v = torch.tensor([0.5, -1.0])
-    got = synergy_bpr_loss(d_f, d_t, d_v, margin=0.1, detach=False)
+    got = synergy_bpr_loss(d_f, [d_t, d_v], margin=0.1, detach=False)
     want = (sp(-(1.0 - 0.5 - 0.1)) + sp(-(-0.2 - 0.4 - 0.1))) / 2
     assert got.item() == pytest.approx(want, rel=1e-6)
-    assert synergy_bpr_loss(d_f, d_t, d_v, 0.1, True).item() == pytest.approx(want, rel=1e-6)
+    # the max runs over every branch: a third margin of 0.9 in row 0 replaces 0.5
+    d_a = torch.tensor([0.9, -5.0])
+    want3 = (sp(-(1.0 - 0.9 - 0.1)) + sp(-(-0.2 - 0.4 - 0.1))) / 2
+    assert synergy_bpr_loss(d_f, [d_t, d_v, d_a], 0.1, False).item() == pytest.approx(want3, rel=1e-6)
+    assert synergy_bpr_loss(d_f, [d_t, d_v], 0.1, True).item() == pytest.approx(want, rel=1e-6)
 
 
 def test_synergy_detach_blocks_gradient_through_max():
@@ -53,7 +59,7 @@ def test_synergy_detach_blocks_gradient_through_max():
         d_f = torch.tensor([1.0], requires_grad=True)
         d_t = torch.tensor([0.3], requires_grad=True)
         d_v = torch.tensor([0.5], requires_grad=True)
-        synergy_bpr_loss(d_f, d_t, d_v, 0.1, detach).backward()
+        synergy_bpr_loss(d_f, [d_t, d_v], 0.1, detach).backward()
         return d_f.grad, d_t.grad, d_v.grad
 
     # d/dx softplus(-x) = -sigmoid(-x), x = d_f - max - margin = 0.4
@@ -74,7 +80,7 @@ def test_synergy_detach_on_branch_parameters():
     x_t, x_v = torch.tensor([2.0]), torch.tensor([5.0])
     d_t, d_v = w_t * x_t, w_v * x_v  # unimodal margins
     d_f = torch.tensor([0.9], requires_grad=True)  # fused margin from its own parameters
-    synergy_bpr_loss(d_f, d_t, d_v, 0.2, detach=True).backward()
+    synergy_bpr_loss(d_f, [d_t, d_v], 0.2, detach=True).backward()
     assert w_t.grad is None and w_v.grad is None
 
 
@@ -97,10 +103,3 @@ def test_orthogonality_hand_value():
     h_v = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     assert orthogonality(h_t, h_v).item() == pytest.approx((1 + 4 + 9 + 16) / 2)
     assert orthogonality(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])).item() == pytest.approx(1.0)
-
-
-def test_l2_reg_hand_value():
-    a = torch.ones(2, 2)
-    b = torch.full((2, 1), 3.0)
-    assert l2_reg(a, b).item() == pytest.approx((4 + 18) / 2)
-    assert l2_reg(a, b, batch_size=4).item() == pytest.approx((4 + 18) / 4)

@@ -98,7 +98,7 @@ def test_scorers_and_fused_pairs_give_the_same_terms():
     got = []
     for br, f in ((pairs, None), (scorers, None), (pairs, fused)):
         torch.manual_seed(3)
-        got.append({k: float(v) for k, v in obj(users, pos, neg, br, fused=f).items()})
+        got.append({k: float(v.detach()) for k, v in obj(users, pos, neg, br, fused=f).items()})
     for other in got[1:]:
         assert other == pytest.approx(got[0], rel=1e-6)
 
@@ -116,3 +116,6 @@ def test_zero_weights_drop_terms_and_defaults_come_from_the_yaml():
         BRObjective(train, {"pool_size": 0})
     with pytest.raises(TypeError, match="embedding_size"):
         BRObjective(train, embedding_size=3)
+    # another model's config: only the objective's keys are read (its reg_weight grid is not ours)
+    other = BRObjective(train, {"reg_weight": [0.0, 1e-5], "n_layers": 2, "syn_weight": [0.5]})
+    assert other.syn_weight == 0.5 and other.chns_weight == BRMRSConfig().chns_weight

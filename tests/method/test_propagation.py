@@ -4,25 +4,32 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from mmrec_plugin.method.graphs import bipartite_edge_index, knn_homogeneous
-from mmrec_plugin.method.propagation import (
-    channel_blocks,
+from mmrec_plugin.method.graphs import knn_homogeneous
+from mmrec_plugin.method.propagation import channel_blocks, smooth, smooth_rows
+from mmrec_plugin.sparse import (
+    bipartite_csr,
     csr_rows,
     lightgcn,
     lightgcn_l2,
-    smooth,
-    smooth_rows,
     sparse_mm,
-    to_torch_sparse,
+    to_torch_csr,
     transpose_csr,
 )
+
+
+def to_torch_sparse(adj):
+    """A scipy matrix, or an (edge_index, weight, n) triple, as a torch CSR tensor."""
+    if isinstance(adj, tuple):
+        ei, w, n = adj
+        adj = sp.csr_matrix((w.numpy(), (ei[0].numpy(), ei[1].numpy())), shape=(n, n))
+    return to_torch_csr(adj)
 
 
 def _graph(seed=0):
     rng = np.random.default_rng(seed)
     inter = sp.csr_matrix((rng.random((7, 9)) < 0.35).astype(np.float32))
-    ei, w = bipartite_edge_index(inter)
-    return ei, w, 16
+    a = bipartite_csr(inter).tocoo()
+    return torch.from_numpy(np.vstack([a.row, a.col]).astype(np.int64)), torch.from_numpy(a.data), 16
 
 
 @pytest.mark.parametrize("symmetric", [False, True])
@@ -166,17 +173,19 @@ def test_lightgcn_l2_value_and_gradient_match_dense(symmetric, layers):
     assert lightgcn_l2(adj, x1, layers, None, symmetric=symmetric)[1] is None
 
 
-def test_channel_blocks_equals_nested_cat_with_gradients():
-    parts = [torch.randn(4, 3), torch.randn(4, 2), torch.randn(5, 3), torch.randn(5, 2)]
-    a = [p.clone().requires_grad_(True) for p in parts]
-    b = [p.clone().requires_grad_(True) for p in parts]
-    got = channel_blocks(*a)
-    want = torch.cat([torch.cat([b[0], b[1]], 1), torch.cat([b[2], b[3]], 1)], 0)
+@pytest.mark.parametrize("widths", [(3, 2), (3, 2, 4)])
+def test_channel_blocks_equals_nested_cat_with_gradients(widths):
+    users = [torch.randn(4, w, requires_grad=True) for w in widths]
+    items = [torch.randn(5, w, requires_grad=True) for w in widths]
+    b_users = [u.detach().clone().requires_grad_(True) for u in users]
+    b_items = [i.detach().clone().requires_grad_(True) for i in items]
+    got = channel_blocks(users, items)
+    want = torch.cat([torch.cat(b_users, 1), torch.cat(b_items, 1)], 0)
     assert torch.equal(got, want)
-    g = torch.randn(9, 5)
+    g = torch.randn(9, sum(widths))
     (got * g).sum().backward()
     (want * g).sum().backward()
-    for x, y in zip(a, b):
+    for x, y in zip(users + items, b_users + b_items):
         assert torch.equal(x.grad, y.grad)
     with pytest.raises(ValueError, match="do not fit"):
-        channel_blocks(parts[0], parts[1], parts[3], parts[2])
+        channel_blocks(users, items[::-1])

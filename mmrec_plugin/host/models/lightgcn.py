@@ -21,89 +21,13 @@ Args (config keys):
 """
 from __future__ import annotations
 
-import warnings
-
-import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn as nn
 
 from mmrec_plugin.host.abstract_recommender import GeneralRecommender
 from mmrec_plugin.host.models.bpr import bpr_loss, embedding_norm_reg
-from mmrec_plugin.sparse import has_csr_sum_kernel
+from mmrec_plugin.sparse import bipartite_csr, lightgcn, to_torch_csr
 from mmrec_plugin.utils import config_number
-
-
-def normalized_bipartite_adjacency(inter: sp.spmatrix) -> sp.csr_matrix:
-    """``D^{-1/2} A D^{-1/2}`` for ``A = [[0, R], [R^T, 0]]``, a float32 CSR matrix.
-
-    Args:
-        inter: ``R``, ``(n_users, n_items)``; nonzeros are treated as ones.
-
-    Returns:
-        ``(n_users + n_items)`` square CSR matrix.
-    """
-    r = sp.csr_matrix(inter, dtype=np.float32)
-    r.sum_duplicates()
-    r.data[:] = 1.0
-    adj = sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)
-    deg = np.asarray(adj.sum(axis=1)).ravel()
-    inv_sqrt = np.zeros_like(deg, dtype=np.float32)
-    nz = deg > 0
-    inv_sqrt[nz] = deg[nz] ** -0.5
-    coo = adj.tocoo()
-    # d_i^-1/2 * d_j^-1/2 per entry: exactly symmetric (the product commutes)
-    values = (inv_sqrt[coo.row] * inv_sqrt[coo.col]).astype(np.float32)
-    out = sp.csr_matrix((values, (coo.row, coo.col)), shape=adj.shape, dtype=np.float32)
-    out.sort_indices()
-    return out
-
-
-def _mm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``adj @ x``; on CPU with a CSR ``adj`` (torch >= 2.0), torch's row-parallel reduction
-    kernel (the default MKL path also copies an ``[N, d]`` tensor per call)."""
-    if adj.layout == torch.sparse_csr and not adj.is_cuda and not x.is_cuda and has_csr_sum_kernel():
-        return torch.sparse.mm(adj, x, "sum")
-    return torch.sparse.mm(adj, x)
-
-
-class _SymmetricSpMM(torch.autograd.Function):
-    """``A @ x`` for a symmetric sparse ``A``; the gradient ``A^T g`` is ``A g``.
-
-    This spares the per-call transpose of a CSR matrix that autograd would do.
-    """
-
-    @staticmethod
-    def forward(ctx, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        ctx.adj = adj
-        return _mm(adj, x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return None, _mm(ctx.adj, grad.contiguous())
-
-
-def symmetric_spmm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``adj @ x`` for a symmetric sparse ``adj`` ``[N, N]`` and dense ``x`` ``[N, d]``."""
-    return _SymmetricSpMM.apply(adj, x)
-
-
-def to_torch_csr(mat: sp.spmatrix, device=None) -> torch.Tensor:
-    """A scipy matrix as a ``torch.sparse_csr_tensor`` (float32) on ``device``."""
-    mat = sp.csr_matrix(mat, dtype=np.float32)
-    mat.sort_indices()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-        args = (
-            torch.from_numpy(mat.indptr.astype(np.int64)),
-            torch.from_numpy(mat.indices.astype(np.int64)),
-            torch.from_numpy(mat.data),
-        )
-        try:
-            t = torch.sparse_csr_tensor(*args, size=mat.shape, check_invariants=False)
-        except TypeError:  # torch < 2.0 has no check_invariants
-            t = torch.sparse_csr_tensor(*args, size=mat.shape)
-    return t.to(device) if device is not None else t
 
 
 class LightGCN(GeneralRecommender):
@@ -116,7 +40,7 @@ class LightGCN(GeneralRecommender):
         self.reg_weight = config_number(config, "reg_weight", 1e-4, float, 0.0, "LightGCN")
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
-        adj = normalized_bipartite_adjacency(dataloader.inter_matrix(form="coo"))
+        adj = bipartite_csr(dataloader.inter_matrix(form="coo"))
         # derived from the data, not learned: a non-persistent buffer (moves with .to())
         self.register_buffer("norm_adj", to_torch_csr(adj), persistent=False)
         self.reset_parameters()
@@ -129,12 +53,7 @@ class LightGCN(GeneralRecommender):
     def forward(self):
         """``(E_users [n_users, d], E_items [n_items, d])`` after propagation and layer mean."""
         ego = torch.cat([self.user_embedding.weight, self.item_embedding.weight], dim=0)
-        acc = ego
-        h = ego
-        for _ in range(self.n_layers):
-            h = symmetric_spmm(self.norm_adj, h)
-            acc = acc + h
-        out = acc / (self.n_layers + 1)
+        out = lightgcn(self.norm_adj, ego, self.n_layers, symmetric=True)  # one autograd node
         return torch.split(out, [self.n_users, self.n_items], dim=0)
 
     def calculate_loss(self, interaction: torch.Tensor) -> torch.Tensor:
