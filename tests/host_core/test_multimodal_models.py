@@ -151,7 +151,7 @@ def test_freedom_forward_and_loss_match_dense(tmp_path, h):
 
     us, ps, ns = batch.numpy()
     want = bpr((want_u[us] * want_i[ps]).sum(1), (want_u[us] * want_i[ns]).sum(1))
-    for lin, x in ((model.projections["v"], V_FEAT), (model.projections["t"], T_FEAT)):
+    for lin, x in ((model.projections["visual"], V_FEAT), (model.projections["text"], T_FEAT)):
         p = x @ lin.weight.detach().double().numpy().T + lin.bias.detach().double().numpy()
         want += 0.5 * bpr((want_u[us] * p[ps]).sum(1), (want_u[us] * p[ns]).sum(1))
     assert loss == pytest.approx(want, rel=1e-5)
@@ -203,16 +203,16 @@ def test_mmgcn_forward_and_loss_match_dense(tmp_path, h):
         return x @ layer.weight.detach().double().numpy().T + layer.bias.detach().double().numpy()
 
     reps = {}
-    for m, f in (("v", V_FEAT), ("t", T_FEAT)):
+    for m, f in (("visual", V_FEAT), ("text", T_FEAT)):
         g = model.gcn[m]
         x = np.vstack([g.preference.detach().double().numpy(), _lrelu(lin(g.proj, f))])
         for agg, comb in zip(g.agg, g.comb):
             x = _lrelu(_lrelu(lin(agg, P @ x)) + _lrelu(lin(comb, x)) + e_id)
         reps[m] = x
     got = model.modality_representations()
-    for m in ("v", "t"):
+    for m in ("visual", "text"):
         assert np.allclose(torch.cat(got[m]).detach().numpy(), reps[m], atol=1e-5)
-    fused = reps["v"] + reps["t"]
+    fused = reps["visual"] + reps["text"]
     fu, fi = fused[:N_U], fused[N_U:]
     scores = model.full_sort_predict([torch.tensor([1, 3])]).detach().numpy()
     assert np.allclose(scores, fu[[1, 3]] @ fi.T, atol=1e-5)
@@ -220,7 +220,7 @@ def test_mmgcn_forward_and_loss_match_dense(tmp_path, h):
     batch = torch.tensor([[0, 1, 2], [1, 4, 3], [3, 0, 4]])
     us, ps, ns = batch.numpy()
     want = np.mean(np.log1p(np.exp(-((fu[us] * fi[ps]).sum(1) - (fu[us] * fi[ns]).sum(1)))))
-    norms = [np.linalg.norm(model.gcn[m].preference.detach().double().numpy()[us]) for m in ("v", "t")]
+    norms = [np.linalg.norm(model.gcn[m].preference.detach().double().numpy()[us]) for m in ("visual", "text")]
     norms += [np.linalg.norm(e_id[us]), np.linalg.norm(e_id[N_U + ps]), np.linalg.norm(e_id[N_U + ns])]
     want += 0.1 * sum(norms) / 3
     assert float(_total(model.calculate_loss(batch)).detach()) == pytest.approx(want, rel=1e-5)
@@ -250,19 +250,26 @@ def test_registered_and_trains(tmp_path, h, name):
     assert losses[-1] < losses[0]
 
 
-# --- br_objective -----------------------------------------------------------------------
+# --- the BR-MRS objective: sibling models FREEDOM_BR, MMGCN_BR (src/models) ---------------
 
 def _softplus(x):
     return float(np.log1p(np.exp(x)))
 
 
-def test_freedom_br_objective_matches_naive_reference(tmp_path, h):
+def _sibling(name):
+    from mmrec_plugin.registry import get_model
+
+    return get_model(name)
+
+
+def test_freedom_br_matches_naive_reference(tmp_path, h):
     """CHNS negatives from a seeded pool, each modality's chosen by the OTHER modality's
     scores; syn and fused BPR on FREEDOM's fused score; row by row in numpy."""
-    cfg, loader = _setup(tmp_path, h, dropout=0.0, reg_weight=0.5, br_objective=True, pool_size=2,
+    cfg, loader = _setup(tmp_path, h, dropout=0.0, reg_weight=0.5, pool_size=2,
                          chns_weight=0.7, syn_weight=0.4, syn_margin=0.2, bpr_weight=0.3)
     torch.manual_seed(0)
-    model = FREEDOM(cfg, loader)
+    model = _sibling("freedom_br")(cfg, loader)
+    assert isinstance(model, FREEDOM)
     model.train()
     model.pre_epoch_processing()
     batch = torch.tensor([[0, 1, 2], [1, 4, 3], [3, 0, 4]])
@@ -271,7 +278,8 @@ def test_freedom_br_objective_matches_naive_reference(tmp_path, h):
     pool = model.br.candidate_pool(users).numpy()
     torch.manual_seed(7)
     terms = model.calculate_loss(batch)
-    assert len(terms) == 3  # chns, syn, bpr; the lambda-weighted modality BPR is dropped
+    # chns, syn, bpr; FREEDOM's lambda-weighted modality BPR is replaced, not added
+    assert model.loss_names == ("chns", "syn", "bpr")
 
     with torch.no_grad():
         U, I = (t.double().numpy() for t in model.forward())
@@ -280,60 +288,68 @@ def test_freedom_br_objective_matches_naive_reference(tmp_path, h):
     chns = syn = bpr = 0.0
     for b, (u, i, j) in enumerate(batch.t().tolist()):
         assert R[u, pool[b]].sum() == 0  # pools avoid training items
-        s = {m: (lambda k, m=m: float(U[u] @ P[m][k])) for m in ("t", "v")}
-        other = {"t": "v", "v": "t"}
-        for m in ("t", "v"):
+        s = {m: (lambda k, m=m: float(U[u] @ P[m][k])) for m in ("text", "visual")}
+        other = {"text": "visual", "visual": "text"}
+        for m in ("text", "visual"):
             hard = pool[b][int(np.argmax([s[other[m]](k) for k in pool[b]]))]
             chns += _softplus(-(s[m](i) - s[m](hard)))
         d_f = float(U[u] @ I[i] - U[u] @ I[j])
-        d_max = max(s[m](i) - s[m](j) for m in ("t", "v"))
+        d_max = max(s[m](i) - s[m](j) for m in ("text", "visual"))
         syn += _softplus(-(d_f - d_max - 0.2))
         bpr += _softplus(-d_f)
     want = [0.7 * chns / 3, 0.4 * syn / 3, 0.3 * bpr / 3]
     assert [float(t.detach()) for t in terms] == pytest.approx(want, rel=1e-5)
 
 
-def test_mmgcn_br_objective_uses_each_modality_network(tmp_path, h):
-    cfg, loader = _setup(tmp_path, h, dim_latent=3, reg_weight=0.1, br_objective=True, pool_size=3)
+def test_mmgcn_br_uses_each_modality_network(tmp_path, h):
+    cfg, loader = _setup(tmp_path, h, dim_latent=3, reg_weight=0.1, pool_size=3)
     torch.manual_seed(0)
-    model = MMGCN(cfg, loader)
+    model = _sibling("mmgcn_br")(cfg, loader)
     batch = torch.tensor([[0, 1, 2], [1, 4, 3], [3, 0, 4]])
     users, pos, neg = batch
     torch.manual_seed(3)
     *obj_terms, reg = model.calculate_loss(batch)
+    assert model.loss_names == ("chns", "syn", "bpr", "reg")
     with torch.no_grad():
         reps = model.modality_representations()
         U = {m: reps[m][0].double().numpy() for m in reps}
         I = {m: reps[m][1].double().numpy() for m in reps}
     torch.manual_seed(3)
     pool = model.br.candidate_pool(users).numpy()
-    fu, fi = U["t"] + U["v"], I["t"] + I["v"]
+    fu, fi = U["text"] + U["visual"], I["text"] + I["visual"]
     chns = syn = bpr = 0.0
     for b, (u, i, j) in enumerate(batch.t().tolist()):
-        s = {m: (lambda k, m=m: float(U[m][u] @ I[m][k])) for m in ("t", "v")}
-        for m, o in (("t", "v"), ("v", "t")):
+        s = {m: (lambda k, m=m: float(U[m][u] @ I[m][k])) for m in ("text", "visual")}
+        for m, o in (("text", "visual"), ("visual", "text")):
             hard = pool[b][int(np.argmax([s[o](k) for k in pool[b]]))]
             chns += _softplus(-(s[m](i) - s[m](hard)))
         d_f = float(fu[u] @ fi[i] - fu[u] @ fi[j])
-        syn += _softplus(-(d_f - max(s[m](i) - s[m](j) for m in ("t", "v")) - 0.1))
+        syn += _softplus(-(d_f - max(s[m](i) - s[m](j) for m in ("text", "visual")) - 0.1))
         bpr += _softplus(-d_f)
     assert [float(t.detach()) for t in obj_terms] == pytest.approx([chns / 3, syn / 3, bpr / 3], rel=1e-5)
-    assert float(reg.detach()) == pytest.approx(0.1 * float(model._reg(users, pos, neg).detach()), rel=1e-6)
+    assert float(reg.detach()) == pytest.approx(float(model.regularizer(users, pos, neg).detach()), rel=1e-6)
 
 
 @pytest.mark.parametrize("name", ["FREEDOM", "MMGCN"])
-def test_objective_keys_in_yaml_are_brmrs_defaults(name):
+def test_sibling_yaml_is_the_model_yaml_plus_brmrs_objective_defaults(name):
     import yaml
 
     from mmrec_plugin.method.config import BRMRSConfig
     from mmrec_plugin.method.objective import OBJECTIVE_KEYS
     from mmrec_plugin.registry import model_config_path
 
-    with open(model_config_path(name)) as fh:
-        values = yaml.safe_load(fh)
+    def load(n):
+        with open(model_config_path(n)) as fh:
+            return yaml.safe_load(fh)
+
+    base, sib = load(name), load(name + "_BR")
     defaults = BRMRSConfig()
-    assert values["br_objective"] is False
-    assert {k: values[k] for k in OBJECTIVE_KEYS} == {k: getattr(defaults, k) for k in OBJECTIVE_KEYS}
+    assert {k: sib[k] for k in OBJECTIVE_KEYS} == {k: getattr(defaults, k) for k in OBJECTIVE_KEYS}
+    def one(v):  # a one-value grid list is that value
+        return v[0] if isinstance(v, list) and len(v) == 1 else v
+
+    assert {k: one(sib[k]) for k in base if k != "hyper_parameters"} == \
+        {k: one(v) for k, v in base.items() if k != "hyper_parameters"}
 
 
 @pytest.mark.parametrize("name", ["FREEDOM", "MMGCN"])

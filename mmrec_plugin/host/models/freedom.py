@@ -32,15 +32,12 @@ which must equal ``embedding_size``). Loss for a batch of ``(u, i, j)``:
 (``reg_weight`` is the paper's lambda; MMRec's FREEDOM key name.) The projected modality
 representations only enter the loss; scoring uses the fused ``item_i``.
 
-With ``br_objective: True`` the loss is instead the BR-MRS objective
-(:mod:`mmrec_plugin.host.models.br_objective`): CHNS on the modality scores below, the
-synergy-aware BPR and the fused BPR on ``s(u, i)`` (the lambda-weighted modality BPR is
-dropped: CHNS is the BPR on the same modality scores, with cross-modal hard negatives).
 
-Per-modality representation (what the BR-MRS objective, ``br_objective``, sees): the user's
-fused ``user_u`` paired with the projected item features ``p_i^m``, so the modality-m score
-is ``s_m(u, i) = <user_u, p_i^m>`` (the score FREEDOM's own modality BPR trains), and the
-fused score is ``s(u, i)``.
+Per-modality representation (:meth:`FREEDOM.branches`; what a plug-in objective such as
+BR-MRS's sees, ``FREEDOM_BR`` in ``src/models/freedom_br.py``): the user's fused ``user_u``
+paired with the projected item features ``p_i^m``, so the modality-m score is
+``s_m(u, i) = <user_u, p_i^m>`` (the score FREEDOM's own modality BPR trains); the fused
+score is ``s(u, i)``.
 
 Args (config keys):
     embedding_size (int, 64), feat_embed_dim (int, = embedding_size): widths (must be equal).
@@ -50,13 +47,12 @@ Args (config keys):
     n_ui_layers (int, 2): LightGCN layers on the user-item graph.
     dropout (float in [0, 1), 0.8): the share of interactions pruned each epoch.
     reg_weight (float, 0.0): lambda, the weight of the modality BPR losses.
-    br_objective (bool, False): train with the BR-MRS objective instead (its keys as BRMRS).
 """
 from __future__ import annotations
 
 import warnings
 
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -66,10 +62,9 @@ import torch.nn as nn
 from mmrec_plugin.errors import ConfigError
 from mmrec_plugin.host.abstract_recommender import GeneralRecommender
 from mmrec_plugin.host.models.bpr import bpr_loss
-from mmrec_plugin.host.models.br_objective import make_objective
 from mmrec_plugin.host.models.eval_cache import EvalCache
 from mmrec_plugin.sparse import binarize, lightgcn, sparse_mm, to_torch_csr
-from mmrec_plugin.utils import cfg_get, check_value, config_number
+from mmrec_plugin.utils import config_number
 
 __all__ = ["FREEDOM", "knn_item_graph", "prune_edges", "normalized_edge_graph"]
 
@@ -150,13 +145,9 @@ class FREEDOM(EvalCache, GeneralRecommender):
         if self.dropout >= 1.0:
             raise ConfigError(f"{name}: config key 'dropout' must be in [0, 1), got {self.dropout}")
         self.reg_weight = config_number(config, "reg_weight", 0.0, float, 0.0, name)
-        self.br_objective = check_value("br_objective", cfg_get(config, "br_objective", False), bool, owner=name)
         if self.v_feat is None and self.t_feat is None:
             raise ConfigError(f"{name} needs item features: set is_multimodal_model: True and "
                               "provide image_feat.npy and/or text_feat.npy")
-        if self.br_objective and (self.v_feat is None or self.t_feat is None):
-            raise ConfigError(f"{name}: br_objective: True needs both image and text features")
-        self.br = make_objective(config, dataloader) if self.br_objective else None
 
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
         self.item_id_embedding = nn.Embedding(self.n_items, self.embedding_size)
@@ -166,7 +157,7 @@ class FREEDOM(EvalCache, GeneralRecommender):
         self.modalities: List[str] = []
         self.projections = nn.ModuleDict()
         graphs = []
-        for m, feat, w in (("v", self.v_feat, self.image_weight), ("t", self.t_feat, 1.0 - self.image_weight)):
+        for m, feat, w in (("visual", self.v_feat, self.image_weight), ("text", self.t_feat, 1.0 - self.image_weight)):
             if feat is None:
                 continue
             self.modalities.append(m)
@@ -216,26 +207,31 @@ class FREEDOM(EvalCache, GeneralRecommender):
         user, item = torch.split(out, [self.n_users, self.n_items], dim=0)
         return user, item + h
 
-    def modality_items(self) -> dict:
-        """``{m: p^m [n_items, d]}``, the projected features ``W_m x^m + b_m`` (``m`` in v, t)."""
-        feats = {"v": self.v_feat, "t": self.t_feat}
+    def modality_items(self) -> Dict[str, torch.Tensor]:
+        """``{m: p^m [n_items, d]}``, the projected features ``W_m x^m + b_m`` (``m``: text, visual)."""
+        feats = {"text": self.t_feat, "visual": self.v_feat}
         return {m: self.projections[m](feats[m]) for m in self.modalities}
+
+    def branches(self, users: torch.Tensor, adj: Optional[torch.Tensor] = None):
+        """Per-modality and fused representations of a batch over ``adj`` (default: this
+        epoch's pruned graph): ``({m: (user [B, d], p^m [n_items, d])}, (user [B, d], item
+        [n_items, d]))``; scores are inner products."""
+        user_all, item_all = self.forward(self.masked_adj if adj is None else adj)
+        u = user_all[users]
+        return {m: (u, p) for m, p in self.modality_items().items()}, (u, item_all)
+
+    def regularizer(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor):
+        """None: FREEDOM has no penalty besides its modality BPR (``reg_weight``)."""
+        return None
 
     # --- training ---------------------------------------------------------------------
     def calculate_loss(self, interaction: torch.Tensor) -> torch.Tensor:
-        """``interaction``: ``LongTensor[3, B]`` (users, positives, negatives). A scalar, or
-        with ``br_objective`` the objective's weighted terms as a tuple (chns, syn, bpr)."""
+        """``interaction``: ``LongTensor[3, B]`` (users, positives, negatives)."""
         self.drop_eval_cache()
         users, pos, neg = interaction[0], interaction[1], interaction[2]
-        user_all, item_all = self.forward(self.masked_adj)
-        u = user_all[users]
-        if self.br is not None:
-            p = self.modality_items()
-            terms = self.br(users, pos, neg, {"text": (u, p["t"]), "visual": (u, p["v"])},
-                            fused=(u, item_all))
-            return tuple(terms.values())
+        branches, (u, item_all) = self.branches(users)
         loss = bpr_loss((u * item_all[pos]).sum(-1), (u * item_all[neg]).sum(-1))
         if self.reg_weight:
-            for p in self.modality_items().values():
+            for _, p in branches.values():
                 loss = loss + self.reg_weight * bpr_loss((u * p[pos]).sum(-1), (u * p[neg]).sum(-1))
         return loss

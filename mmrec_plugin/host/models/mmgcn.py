@@ -21,11 +21,8 @@ Loss: ``BPR(s(u,i), s(u,j)) + reg_weight * (||e_id(u)|| + ||x_u^{m,(0)}||_m + ||
 ||e_id(j)||) / B`` (Frobenius norms of the batch's layer-0 user preferences and ID
 embeddings, MMRec's regulariser).
 
-With ``br_objective: True`` the loss is instead the BR-MRS objective
-(:mod:`mmrec_plugin.host.models.br_objective`: CHNS on the per-modality scores below, the
-synergy-aware BPR and the fused BPR on ``s(u, i)``) plus the same regulariser.
-
-Per-modality representation (what the BR-MRS objective, ``br_objective``, sees): the last
+Per-modality representation (:meth:`MMGCN.branches`; what a plug-in objective such as
+BR-MRS's sees, ``MMGCN_BR`` in ``src/models/mmgcn_br.py``): the last
 layer of modality ``m``'s own network, ``x_u^{m,(L)}`` and ``x_i^{m,(L)}``, so
 ``s_m(u, i) = <x_u^{m,(L)}, x_i^{m,(L)}>``; the fused score is ``s(u, i)`` above (which
 also contains the cross terms ``<x_u^t, x_i^v>`` and ``<x_u^v, x_i^t>``).
@@ -35,7 +32,6 @@ Args (config keys):
     dim_latent (int, 64): width of layer 0 (projected features, user preferences).
     n_layers (int, 2): graph convolution layers per modality (>= 1).
     reg_weight (float, 1e-4): weight of the regulariser.
-    br_objective (bool, False): train with the BR-MRS objective instead (its keys as BRMRS).
 """
 from __future__ import annotations
 
@@ -50,10 +46,9 @@ import torch.nn.functional as F
 from mmrec_plugin.errors import ConfigError
 from mmrec_plugin.host.abstract_recommender import GeneralRecommender
 from mmrec_plugin.host.models.bpr import bpr_loss, embedding_norm_reg
-from mmrec_plugin.host.models.br_objective import make_objective
 from mmrec_plugin.host.models.eval_cache import EvalCache
 from mmrec_plugin.sparse import binarize, sparse_mm, to_torch_csr
-from mmrec_plugin.utils import cfg_get, check_value, config_number
+from mmrec_plugin.utils import config_number
 
 __all__ = ["MMGCN", "mean_bipartite_adjacency"]
 
@@ -105,15 +100,11 @@ class MMGCN(EvalCache, GeneralRecommender):
         self.dim_latent = config_number(config, "dim_latent", 64, int, 1, name)
         self.n_layers = config_number(config, "n_layers", 2, int, 1, name)
         self.reg_weight = config_number(config, "reg_weight", 1e-4, float, 0.0, name)
-        self.br_objective = check_value("br_objective", cfg_get(config, "br_objective", False), bool, owner=name)
-        feats = {"v": self.v_feat, "t": self.t_feat}
-        self.modalities: List[str] = [m for m in ("v", "t") if feats[m] is not None]
+        feats = {"visual": self.v_feat, "text": self.t_feat}
+        self.modalities: List[str] = [m for m in ("visual", "text") if feats[m] is not None]
         if not self.modalities:
             raise ConfigError(f"{name} needs item features: set is_multimodal_model: True and "
                               "provide image_feat.npy and/or text_feat.npy")
-        if self.br_objective and len(self.modalities) < 2:
-            raise ConfigError(f"{name}: br_objective: True needs both image and text features")
-        self.br = make_objective(config, dataloader) if self.br_objective else None
         self.id_embedding = nn.Parameter(torch.empty(self.n_users + self.n_items, self.embedding_size))
         nn.init.xavier_normal_(self.id_embedding)
         self.gcn = nn.ModuleDict({
@@ -125,8 +116,9 @@ class MMGCN(EvalCache, GeneralRecommender):
         self.to(self.device)
 
     def modality_representations(self) -> Dict[str, Tuple[torch.Tensor, torch.Tensor]]:
-        """``{m: (users [n_users, d], items [n_items, d])}``: each modality's last layer."""
-        feats = {"v": self.v_feat, "t": self.t_feat}
+        """``{m: (users [n_users, d], items [n_items, d])}``: each modality's last layer
+        (``m``: visual, text)."""
+        feats = {"visual": self.v_feat, "text": self.t_feat}
         out = {}
         for m in self.modalities:
             x = self.gcn[m](self.mean_adj, feats[m], self.id_embedding)
@@ -144,24 +136,29 @@ class MMGCN(EvalCache, GeneralRecommender):
         """``(u* [n_users, d], i* [n_items, d])``."""
         return self.fuse(self.modality_representations())
 
-    def calculate_loss(self, interaction: torch.Tensor) -> torch.Tensor:
-        """``interaction``: ``LongTensor[3, B]`` (users, positives, negatives). A scalar, or
-        with ``br_objective`` the objective's weighted terms and the regulariser as a tuple."""
-        self.drop_eval_cache()
-        users, pos, neg = interaction[0], interaction[1], interaction[2]
+    def branches(self, users: torch.Tensor):
+        """Per-modality and fused representations of a batch: ``({m: (users_m [B, d],
+        items_m [n_items, d])}, (u* [B, d], i* [n_items, d]))``; scores are inner products."""
         reps = self.modality_representations()
         user_all, item_all = self.fuse(reps)
-        u = user_all[users]
-        if self.br is not None:
-            branches = {name: (reps[m][0][users], reps[m][1]) for name, m in (("text", "t"), ("visual", "v"))}
-            terms = list(self.br(users, pos, neg, branches, fused=(u, item_all)).values())
-        else:
-            terms = [bpr_loss((u * item_all[pos]).sum(-1), (u * item_all[neg]).sum(-1))]
-        if self.reg_weight:
-            terms.append(self.reg_weight * self._reg(users, pos, neg))
-        return terms[0] if len(terms) == 1 else tuple(terms)
+        return {m: (r[0][users], r[1]) for m, r in reps.items()}, (user_all[users], item_all)
 
-    def _reg(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    def calculate_loss(self, interaction: torch.Tensor):
+        """``interaction``: ``LongTensor[3, B]`` (users, positives, negatives). The BPR loss,
+        or ``(bpr, regulariser)`` when ``reg_weight`` > 0."""
+        self.drop_eval_cache()
+        users, pos, neg = interaction[0], interaction[1], interaction[2]
+        _, (u, item_all) = self.branches(users)
+        loss = bpr_loss((u * item_all[pos]).sum(-1), (u * item_all[neg]).sum(-1))
+        reg = self.regularizer(users, pos, neg)
+        return loss if reg is None else (loss, reg)
+
+    def regularizer(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor):
+        """``reg_weight`` x the norms of the batch's layer-0 preferences and ID embeddings
+        (module docstring), or None when ``reg_weight`` is 0."""
+        if not self.reg_weight:
+            return None
         prefs = [self.gcn[m].preference[users] for m in self.modalities]
-        return embedding_norm_reg(*prefs, self.id_embedding[users], self.id_embedding[pos + self.n_users],
-                                  self.id_embedding[neg + self.n_users])
+        return self.reg_weight * embedding_norm_reg(*prefs, self.id_embedding[users],
+                                                    self.id_embedding[pos + self.n_users],
+                                                    self.id_embedding[neg + self.n_users])

@@ -1,0 +1,31 @@
+"""The BR-MRS objective on the host's multimodal reference models: the sibling models
+``FREEDOM_BR`` (``freedom_br.py``) and ``MMGCN_BR`` (``mmgcn_br.py``).
+
+A sibling trains its model with :class:`mmrec_plugin.method.objective.BRObjective`
+(CHNS + synergy-aware BPR + fused BPR, BRMRS's keys and defaults) INSTEAD of the model's own
+ranking loss; the model's regulariser (``regularizer()``, if not None) stays. Everything else
+(graphs, propagation, edge pruning, ranking) is the parent model's. The parent provides
+``branches(users) -> ({modality: (user_rep [B, d], item_rep [n_items, d])}, fused pair)``:
+its per-modality representations (each model's docstring says what they are).
+"""
+from mmrec_plugin.method.objective import BRObjective
+
+
+class BRObjectiveLoss:
+    """Mixin: ``calculate_loss`` is the BR-MRS objective over the parent's ``branches``."""
+
+    def _init_objective(self, config, dataloader) -> None:
+        self.br = BRObjective(dataloader.inter_matrix(form="coo"), config).to(self.device)
+
+    def calculate_loss(self, interaction):
+        """The objective's weighted terms (and the model's regulariser) as a tuple; their
+        names are ``self.loss_names``."""
+        self.drop_eval_cache()
+        users, pos, neg = interaction[0], interaction[1], interaction[2]
+        branches, fused = self.branches(users)
+        terms = dict(self.br(users, pos, neg, branches, fused=fused))
+        reg = self.regularizer(users, pos, neg)
+        if reg is not None:
+            terms["reg"] = reg
+        self.loss_names = tuple(terms)
+        return tuple(terms.values())

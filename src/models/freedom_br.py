@@ -1,0 +1,12 @@
+"""FREEDOM_BR: the host's FREEDOM trained with the BR-MRS objective instead of its own loss
+(see ``br_plugin.py``; per-modality representation: ``<FREEDOM user, W_m x_i^m + b_m>``,
+fused: FREEDOM's score). Config: ``configs/model/FREEDOM_BR.yaml``."""
+from mmrec_plugin.host.models.freedom import FREEDOM
+
+from .br_plugin import BRObjectiveLoss
+
+
+class FREEDOM_BR(BRObjectiveLoss, FREEDOM):
+    def __init__(self, config, dataloader):
+        super().__init__(config, dataloader)
+        self._init_objective(config, dataloader)
