@@ -32,7 +32,6 @@ which must equal ``embedding_size``). Loss for a batch of ``(u, i, j)``:
 (``reg_weight`` is the paper's lambda; MMRec's FREEDOM key name.) The projected modality
 representations only enter the loss; scoring uses the fused ``item_i``.
 
-
 Per-modality representation (:meth:`FREEDOM.branches`; what a plug-in objective such as
 BR-MRS's sees, ``FREEDOM_BR`` in ``src/models/freedom_br.py``): the user's fused ``user_u``
 paired with the projected item features ``p_i^m``, so the modality-m score is
