@@ -1,9 +1,8 @@
 """FREEDOM_BR: the host's FREEDOM trained with the BR-MRS objective instead of its own loss
-(see ``br_plugin.py``; per-modality representation: ``<FREEDOM user, W_m x_i^m + b_m>``,
+(see :mod:`mmrec_plugin.method.plugin`; per-modality representation: ``<FREEDOM user, W_m x_i^m + b_m>``,
 fused: FREEDOM's score). Config: ``configs/model/FREEDOM_BR.yaml``."""
 from mmrec_plugin.host.models.freedom import FREEDOM
-
-from .br_plugin import BRObjectiveLoss
+from mmrec_plugin.method.plugin import BRObjectiveLoss
 
 
 class FREEDOM_BR(BRObjectiveLoss, FREEDOM):

@@ -1,14 +1,16 @@
-"""The BR-MRS objective on the host's multimodal reference models: the sibling models
-``FREEDOM_BR`` (``freedom_br.py``) and ``MMGCN_BR`` (``mmgcn_br.py``).
+"""A mixin that trains an existing model with the BR-MRS objective; used by the sibling
+models ``FREEDOM_BR`` and ``MMGCN_BR`` (``src/models/freedom_br.py``, ``mmgcn_br.py``) of the
+host's FREEDOM and MMGCN.
 
 A sibling trains its model with :class:`mmrec_plugin.method.objective.BRObjective`
 (CHNS + synergy-aware BPR + fused BPR, BRMRS's keys and defaults) INSTEAD of the model's own
 ranking loss; the model's regulariser (``regularizer()``, if not None) stays. Everything else
 (graphs, propagation, edge pruning, ranking) is the parent model's. The parent provides
 ``branches(users) -> ({modality: (user_rep [B, d], item_rep [n_items, d])}, fused pair)``:
-its per-modality representations (each model's docstring says what they are).
+its per-modality representations (each model's docstring says what they are), and
+``regularizer(users, pos, neg)`` (a scalar or None) and ``drop_eval_cache()``.
 """
-from mmrec_plugin.method.objective import BRObjective
+from .objective import BRObjective
 
 
 class BRObjectiveLoss:
