@@ -20,15 +20,14 @@ each).
 """
 from models.freedom import FREEDOM  # MMRec's model, imported from the checkout at run time
 
-from mmrec_plugin.method.objective import OBJECTIVE_KEYS, BRObjective
-from mmrec_plugin.utils import cfg_get
+from mmrec_plugin.method.objective import BRObjective
 
 
 class FREEDOM_BR(FREEDOM):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        keys = {k: cfg_get(config, k) for k in OBJECTIVE_KEYS if cfg_get(config, k) is not None}
-        self.br = BRObjective(dataset.inter_matrix(form="coo"), keys).to(self.device)
+        # reads only the objective's keys from MMRec's config (BRMRS's defaults where absent)
+        self.br = BRObjective(dataset.inter_matrix(form="coo"), config).to(self.device)
 
     def calculate_loss(self, interaction):
         users, pos, neg = interaction[0], interaction[1], interaction[2]
