@@ -3,7 +3,9 @@
 Subcommands::
 
     mmrec-plugin run -m MODEL -d DATASET [--data-path DIR] [--results-dir DIR]
-                     [--config FILE] [--study NAME] [-q] [--KEY VALUE ...]
+                     [--config FILE] [--study NAME] [--threads N] [-q]
+                     [--workers N] [--ray-address ADDRESS] [--cpus-per-trial C]
+                     [--gpus-per-trial G] [--scheduler asha] [--KEY VALUE ...]
     mmrec-plugin analyze|report|study|compare|install|uninstall|bench|data ...
 
 ``run`` is ``python main.py`` (MMRec's ``-m/--model``, ``-d/--dataset``). ``--KEY VALUE``
@@ -27,7 +29,7 @@ import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mmrec_plugin.errors import UserError, closest
-from mmrec_plugin.utils import tune_allocator
+from mmrec_plugin.utils import default_threads, set_threads, tune_allocator
 
 PROG = "mmrec-plugin"
 
@@ -53,7 +55,10 @@ SUBCOMMANDS: Dict[str, Tuple[str, str, str, str]] = {
 }
 
 _RUN_FLAGS = ("--model", "--dataset", "--data-path", "--results-dir", "--config", "--study",
-              "--quiet", "--help")
+              "--quiet", "--help", "--threads", "--workers", "--ray-address", "--cpus-per-trial",
+              "--gpus-per-trial", "--scheduler")
+# the flags that run the grid on Ray (the distributed extra)
+_RAY_FLAGS = ("workers", "ray_address", "cpus_per_trial", "gpus_per_trial", "scheduler")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,10 +93,62 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a yaml file applied after the model yaml, before --KEY VALUE")
     parser.add_argument("--study", default=None,
                         help="a named study preset (mmrec_plugin.analysis.studies)")
+    # (type int: set_threads names a value below 1 as '--threads must be a positive integer')
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch threads per training process (this one, or each Ray "
+                             "worker; default: OMP_NUM_THREADS if set, else 1: faster on small "
+                             "data and on a busy machine)")
+    ray = parser.add_argument_group(
+        "parallel and distributed grids (Ray: pip install \".[distributed]\")")
+    ray.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                     help="train N combinations at once on Ray workers (a local Ray instance "
+                          "unless --ray-address)")
+    ray.add_argument("--ray-address", dest="ray_address", default=None, metavar="ADDRESS",
+                     help="join this Ray cluster (host:port, or auto) instead of starting one")
+    ray.add_argument("--cpus-per-trial", dest="cpus_per_trial", type=float, default=None,
+                     metavar="C", help="Ray CPUs per combination (default 1)")
+    ray.add_argument("--gpus-per-trial", dest="gpus_per_trial", type=float, default=None,
+                     metavar="G", help="Ray GPUs per combination (default 1 where the config "
+                                       "uses a GPU, else 0; fractions share a GPU)")
+    ray.add_argument("--scheduler", choices=["asha"], default=None,
+                     help="early termination across the grid on the validation metric "
+                          "(Ray Tune's ASHA); pruned combinations are never selected")
     parser.epilog = (
         "--KEY VALUE overrides any config key (value parsed as YAML; a list makes a grid), "
         "e.g. --epochs 50 --reg_weight \"[1e-4, 1e-3]\""
     )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def distributed_options(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
+    """The Ray options of ``run`` for :func:`~mmrec_plugin.host.quick_start.quick_start`
+    (None: the sequential path; Ray is not imported)."""
+    given = {k: getattr(args, k, None) for k in _RAY_FLAGS}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return None
+    if not ({"workers", "ray_address", "scheduler"} & set(given)):
+        flag = "--" + next(iter(given)).replace("_", "-")
+        raise UserError(f"{flag} sets Ray resources per combination: use it with --workers N "
+                        f"or --ray-address ADDRESS")
+    opts = {"workers": given.get("workers"), "address": given.get("ray_address"),
+            "scheduler": given.get("scheduler")}
+    if "cpus_per_trial" in given:
+        opts["cpus_per_trial"] = given["cpus_per_trial"]
+    if "gpus_per_trial" in given:
+        opts["gpus_per_trial"] = given["gpus_per_trial"]
+    if opts["workers"] is None and opts["address"] is None:
+        opts["workers"] = 1  # --scheduler alone: one local worker
+    return opts
 
 
 def parse_overrides(tokens: Sequence[str], known: Sequence[str]) -> Dict[str, Any]:
@@ -149,6 +206,10 @@ def _analyzer() -> Optional[Callable]:
 
 def run_run(args: argparse.Namespace) -> int:
     """``run``: the grid search of one model on one dataset; prints the summary's path."""
+    threads = set_threads(default_threads() if args.threads is None else args.threads)
+    logging.getLogger(__name__).info(
+        "threads: %d torch thread(s) per training process (--threads N)", threads)
+
     from mmrec_plugin.host.config import Config
     from mmrec_plugin.host.quick_start import quick_start
 
@@ -159,6 +220,8 @@ def run_run(args: argparse.Namespace) -> int:
         base["results_dir"] = args.results_dir
     probe = Config(args.model, args.dataset, config_dict=base, config_file=args.config_file)
     overrides = parse_overrides(getattr(args, "overrides", []), probe.layered_keys)
+    # the same thread count for this process and for every Ray worker
+    run_opts = {"threads": threads, "distributed": distributed_options(args)}
 
     if args.study:
         try:
@@ -171,9 +234,11 @@ def run_run(args: argparse.Namespace) -> int:
 
         summaries: List[Dict[str, Any]] = []
 
-        def runner(_model: str, dataset: str, cfg: Dict[str, Any]) -> None:
+        def runner(_model: str, dataset: str, cfg: Dict[str, Any]) -> Dict[str, Any]:
             summaries.append(quick_start(args.model, dataset, config_dict=cfg,
-                                         config_file=args.config_file, analyze=_analyzer()))
+                                         config_file=args.config_file, analyze=_analyzer(),
+                                         **run_opts))
+            return summaries[-1]
 
         studies.run_study(
             args.study, dataset=args.dataset,
@@ -187,7 +252,7 @@ def run_run(args: argparse.Namespace) -> int:
     config_dict = dict(base)
     config_dict.update(overrides)
     summary = quick_start(args.model, args.dataset, config_dict=config_dict,
-                          config_file=args.config_file, analyze=_analyzer())
+                          config_file=args.config_file, analyze=_analyzer(), **run_opts)
     print(summary["path"])
     return 0 if summary.get("best") is not None else 1
 

@@ -15,6 +15,7 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -23,7 +24,20 @@ from typing import Dict, Iterator, Optional
 
 import numpy as np
 
+from mmrec_plugin.errors import UserError
+
 _HEADER = 32  # sha256 digest length
+
+
+class StoreError(UserError):
+    """The store folder cannot be opened, read or written (permissions, an immutable or
+    read-only folder, a full disk) or is not a valid LMDB store (corrupt). The message names
+    the folder and what to do; nothing in it is changed."""
+
+
+# LMDB errors that mean the files are damaged (not that the folder is unwritable)
+_CORRUPT = ("InvalidError", "CorruptedError", "PageNotFoundError", "VersionMismatchError",
+            "BadChecksumError", "PanicError", "IncompatibleError", "BadRslotError")
 
 
 def digest(*parts) -> str:
@@ -86,6 +100,9 @@ def _feed(h, obj) -> None:
 class Store:
     """A small LMDB-backed key-value store with checksummed entries.
 
+    A folder that cannot be opened or written, or a damaged LMDB file, raises
+    :class:`StoreError` (a :class:`~mmrec_plugin.errors.UserError`: one ``error:`` line).
+
     Args:
         path: folder of the LMDB environment (created if absent).
         map_size: maximum size of the database in bytes (default 64 GiB; LMDB only
@@ -95,19 +112,43 @@ class Store:
     def __init__(self, path: str, map_size: int = 1 << 36):
         import lmdb
 
-        os.makedirs(path, exist_ok=True)
         self.path = path
-        self._env = lmdb.open(path, map_size=map_size, subdir=True, lock=True)
+        with self._errors("open"):
+            os.makedirs(path, exist_ok=True)
+            # mode: data.mdb and lock.mdb as files created by open() (LMDB's default, 0644,
+            # ignores a group-writable umask)
+            self._env = lmdb.open(path, map_size=map_size, subdir=True, lock=True, mode=0o666)
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """LMDB and OS errors as a :class:`StoreError` naming the folder and the remedy."""
+        import lmdb
+
+        try:
+            yield
+        except (OSError, lmdb.Error) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            if type(exc).__name__ in _CORRUPT:
+                raise StoreError(
+                    f"store {self.path} is corrupt or not an LMDB store ({reason}); its entries "
+                    f"cannot be read. Move it aside (mv {self.path} {self.path}.corrupt) and rerun: "
+                    f"the work it recorded is done again, nothing else is touched"
+                ) from None
+            raise StoreError(
+                f"cannot {action} the store {self.path} ({reason}); the folder must be writable "
+                f"(check its permissions, a read-only or immutable folder, free disk space)"
+            ) from None
 
     # -- raw entries ---------------------------------------------------------------
     def put_bytes(self, key: str, payload: bytes) -> None:
         value = hashlib.sha256(payload).digest() + payload
-        with self._env.begin(write=True) as txn:
-            txn.put(key.encode(), value)
-        self._env.sync(True)
+        with self._errors("write to"):
+            with self._env.begin(write=True) as txn:
+                txn.put(key.encode(), value)
+            self._env.sync(True)
 
     def get_bytes(self, key: str) -> Optional[bytes]:
-        with self._env.begin() as txn:
+        with self._errors("read"), self._env.begin() as txn:
             value = txn.get(key.encode())
         if value is None:
             return None
@@ -119,7 +160,7 @@ class Store:
         return payload
 
     def delete(self, key: str) -> None:
-        with self._env.begin(write=True) as txn:
+        with self._errors("write to"), self._env.begin(write=True) as txn:
             txn.delete(key.encode())
 
     def keys(self, prefix: str = "") -> Iterator[str]:
@@ -161,6 +202,28 @@ class Store:
             self.delete(key)
             return None
 
+    # -- several entries at once -----------------------------------------------------
+    @contextlib.contextmanager
+    def transact(self) -> Iterator["Transaction"]:
+        """One write transaction: every read inside it sees the store as it is, and every
+        write inside it lands together or not at all (on an exception nothing is written).
+
+        LMDB lets one writer at a time into a store (across processes), so this is also a
+        lock: a read-check-write inside it cannot interleave with another process's
+        (used for the grid's claims). Keep it short. LMDB and OS errors of the store
+        (beginning, each entry, the commit) raise :class:`StoreError`, as elsewhere.
+        """
+        with self._errors("write to"):
+            txn = self._env.begin(write=True)
+        try:
+            yield Transaction(txn, self._errors)
+        except BaseException:
+            txn.abort()
+            raise
+        with self._errors("write to"):
+            txn.commit()
+            self._env.sync(True)
+
     def close(self) -> None:
         self._env.close()
 
@@ -169,3 +232,39 @@ class Store:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _checked(value) -> Optional[bytes]:
+    """The payload of a stored ``value`` (checksum + payload), or None when it is missing
+    or does not match its checksum."""
+    if value is None:
+        return None
+    value = bytes(value)
+    payload = value[_HEADER:]
+    if len(value) < _HEADER or hashlib.sha256(payload).digest() != value[:_HEADER]:
+        return None
+    return payload
+
+
+class Transaction:
+    """JSON entries inside :meth:`Store.transact` (same format as :meth:`Store.put_json`;
+    a corrupt entry reads as None)."""
+
+    def __init__(self, txn, errors):
+        self._txn = txn
+        self._errors = errors  # Store._errors: LMDB errors as StoreError
+
+    def get_json(self, key: str):
+        with self._errors("read"):
+            value = self._txn.get(key.encode())
+        payload = _checked(value)
+        return None if payload is None else json.loads(payload.decode())
+
+    def put_json(self, key: str, obj) -> None:
+        payload = json.dumps(obj, sort_keys=True).encode()
+        with self._errors("write to"):
+            self._txn.put(key.encode(), hashlib.sha256(payload).digest() + payload)
+
+    def delete(self, key: str) -> None:
+        with self._errors("write to"):
+            self._txn.delete(key.encode())

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import sys
 import tempfile
@@ -11,7 +12,8 @@ from typing import Any, Iterator
 from mmrec_plugin.errors import ConfigError
 
 __all__ = ["cfg_get", "scalar_value", "check_value", "config_number", "atomic_path",
-           "atomic_write_bytes", "atomic_write_text", "tune_allocator"]
+           "atomic_write_bytes", "atomic_write_text", "umask", "file_mode", "default_threads",
+           "set_threads", "tune_allocator"]
 
 
 def cfg_get(config, key: str, default: Any = None) -> Any:
@@ -48,7 +50,8 @@ def check_value(key: str, value: Any, kind: type, ge=None, gt=None, le=None, lt=
     """``value`` as ``kind`` (int, float, bool or str) within the bounds / ``choices``, else a
     ConfigError naming ``key``, the value and what is accepted (the one typed check of config
     values, used by the host's models and the method's config). A bool is never a number,
-    a number never a bool, an int must be integral."""
+    a number never a bool, an int must be integral, a number must be finite (NaN and inf
+    are rejected: ``--reg_weight .nan`` would train and be recorded as null)."""
     prefix = f"{owner}: " if owner else ""
     if kind is bool:
         try:
@@ -71,10 +74,10 @@ def check_value(key: str, value: Any, kind: type, ge=None, gt=None, le=None, lt=
     if ok:
         try:
             conv = kind(value)
-            ok = kind is float or conv == value
+            ok = math.isfinite(conv) if kind is float else conv == value
         except (TypeError, ValueError, OverflowError):
             ok = False
-    what = "an integer" if kind is int else "a number"
+    what = "an integer" if kind is int else "a finite number"
     bounds = [f">= {ge}" if ge is not None else "", f"> {gt}" if gt is not None else "",
               f"<= {le}" if le is not None else "", f"< {lt}" if lt is not None else ""]
     bounds = [b for b in bounds if b]
@@ -91,22 +94,45 @@ def check_value(key: str, value: Any, kind: type, ge=None, gt=None, le=None, lt=
 def config_number(config, key: str, default, kind=float, minimum=None, owner: str = "") -> Any:
     """A scalar config value of type ``kind`` (>= ``minimum``), else a ConfigError naming the key.
 
-    A list (an unexpanded grid), a bool or a string is rejected.
+    A list (an unexpanded grid), a bool, a string, NaN or an infinite value is rejected.
     """
     return check_value(key, cfg_get(config, key, default), kind, ge=minimum, owner=owner)
+
+
+def umask() -> int:
+    """The process's file-creation mask (from /proc where it can be read without changing it;
+    elsewhere by setting and restoring it)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a newly created file gets from ``open()``: ``0o666`` less the umask."""
+    return 0o666 & ~umask()
 
 
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically
     (``os.replace``), on any error (Ctrl-C included) it is removed. A reader sees the old file
-    or the new one, never a partial one. Use: ``with atomic_path(p) as tmp: save(tmp)``."""
+    or the new one, never a partial one. The file gets the mode of a newly created one
+    (:func:`file_mode`: the umask applies, as for other tools), not mkstemp's 0600.
+    Use: ``with atomic_path(p) as tmp: save(tmp)``."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -127,6 +153,43 @@ def atomic_write_bytes(path: str, payload: bytes) -> str:
 def atomic_write_text(path: str, text: str) -> str:
     """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+#: variables that size the thread pools of OpenMP (torch), MKL and OpenBLAS (numpy)
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def default_threads() -> int:
+    """The thread count of ``run`` without ``--threads``: ``OMP_NUM_THREADS`` when it is set
+    to a positive integer, else 1.
+
+    Measured on the 2-core development machine, shared with other sessions (load average
+    12-13; ``benchmarks/threads_bench.py``, BRMRS on the demo data, median epoch wall
+    seconds): 1 thread 0.76 s, 2 threads 3.4 s; with the other core kept busy as well 0.85 s
+    vs 11.2 s.
+    OpenMP's threads wait for each other at every operation, so one that is not scheduled
+    stalls the step: torch's default of one thread per core is a poor default wherever a core
+    may be busy. See the README ("Threads")."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+def set_threads(threads: int) -> int:
+    """Use ``threads`` threads for torch's operations in this process (and for numpy's BLAS
+    and child processes, through the environment, where they are not loaded yet).
+
+    Returns:
+        torch's thread count afterwards.
+    """
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ConfigError(f"--threads must be a positive integer, got {threads!r}")
+    for var in _THREAD_VARS:
+        os.environ[var] = str(threads)
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 #: glibc ``mallopt`` parameters (malloc.h)

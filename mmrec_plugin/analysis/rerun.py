@@ -55,14 +55,27 @@ def _resolve_model_path(combo: Dict, results_path: str) -> str:
 
 
 def _torch_load(path: str):
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only. A file
+    that this restricted loader refuses (or fails on, with any error) is never unpickled in
+    full, since a crafted pickle runs code when it is; a torch without ``weights_only``
+    (< 1.13) cannot read saved models here at all."""
+    import inspect
+
     import torch
 
+    if "weights_only" not in inspect.signature(torch.load).parameters:
+        raise DataError(
+            f"cannot read the saved model {path} safely: torch {torch.__version__} has no "
+            f"weights_only loading (torch >= 1.13), and full unpickling can run code from the file"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except TypeError:  # torch < 1.13 has no weights_only
-        return torch.load(path, map_location="cpu")
     except Exception as exc:
-        raise DataError(f"cannot read the saved model {path}: {exc}") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"cannot read the saved model {path} as weights only ({first}); it is not "
+            f"unpickled in full, which could run code from the file"
+        ) from None
 
 
 def pair_types_for(folder: str, name: str, users: np.ndarray, items: np.ndarray) -> Optional[np.ndarray]:

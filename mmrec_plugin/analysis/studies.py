@@ -221,11 +221,11 @@ def study_variants(name: str, defaults: Optional[Dict] = None) -> Dict[str, Dict
 
 
 # ------------------------------------------------------------------------- running
-def _default_runner(model: str, dataset: str, config_dict: Dict) -> None:
+def _default_runner(model: str, dataset: str, config_dict: Dict) -> Dict:
     from mmrec_plugin.analysis.rerun import record_analysis
     from mmrec_plugin.host.quick_start import quick_start
 
-    quick_start(model, dataset, config_dict=config_dict, save_model=True, analyze=record_analysis)
+    return quick_start(model, dataset, config_dict=config_dict, save_model=True, analyze=record_analysis)
 
 
 def results_json_path(results_dir: str, model: str, dataset: str) -> str:
@@ -250,7 +250,8 @@ def run_study(
         results_dir: parent folder; variant ``v`` writes to ``<results_dir>/<name>/<v>/``.
         data_path: data folder (default: the host's ``data_path``).
         extra: further overrides applied to every variant (e.g. ``{"epochs": 50}``).
-        runner: ``runner(model, dataset, config_dict)`` (default: host ``quick_start``).
+        runner: ``runner(model, dataset, config_dict)`` (default: host ``quick_start``);
+            may return the summary dict, whose ``path`` is then the variant's file.
     """
     if name not in STUDIES:
         raise _unknown(name)
@@ -269,8 +270,10 @@ def run_study(
         if data_path is not None:
             cfg["data_path"] = data_path
         logger.info("study %s: variant %s (%d of %d) -> %s", name, variant, j, len(variants), out_dir)
-        runner(MODEL, dataset, cfg)
-        paths[variant] = results_json_path(out_dir, MODEL, dataset)
+        summary = runner(MODEL, dataset, cfg)
+        # the runner's summary knows its file (a second grid in a folder gets its own name)
+        paths[variant] = (summary["path"] if isinstance(summary, dict) and "path" in summary
+                          else results_json_path(out_dir, MODEL, dataset))
     return paths
 
 

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from mmrec_plugin.errors import UserError
+from mmrec_plugin.utils import file_mode
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +225,7 @@ def _atomic_copy(src: Path, dest: Path) -> None:
             fh.write(src.read_bytes())
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, file_mode())  # as a file created by open(): the umask applies
         os.replace(tmp, dest)
     except BaseException:
         if os.path.exists(tmp):

@@ -7,8 +7,8 @@
   MMRec counts ``max id + 1``, so gaps are phantom users/items, usually a sign of raw ids);
 - a split (train, valid, test) is empty;
 - a (user, item) pair occurs more than once (within or across splits);
-- a feature file is missing, not a 2-d numeric array, has a row count different from the
-  number of items, or contains NaN/inf (checked in row blocks through a memory map).
+- a feature file is missing, not a 2-d array of real numbers with at least one column, has
+  a row count different from the number of items, or contains NaN/inf (checked in row blocks through a memory map).
 
 Warnings (counted and reported, not errors): cold users (in valid/test, not in train) and
 cold items (in valid/test, never in train), users with no valid/test interaction.
@@ -83,9 +83,10 @@ def _check_features(path: Path, slot: str, n_items: int, report: Report) -> None
         report.errors.append(f"{path}: not a readable numeric .npy file ({exc})")
         return
     report.info[f"{slot} features"] = f"{path.name} {tuple(arr.shape)} {arr.dtype}"
-    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
-        report.errors.append(f"{path}: shape {arr.shape}, dtype {arr.dtype}; expected a numeric "
-                             "[n_items, d] array")
+    real = np.issubdtype(arr.dtype, np.number) and not np.issubdtype(arr.dtype, np.complexfloating)
+    if arr.ndim != 2 or not real or arr.shape[1] == 0:
+        report.errors.append(f"{path}: shape {arr.shape}, dtype {arr.dtype}; expected a real "
+                             "numeric [n_items, d] array with d >= 1")
         return
     if arr.shape[0] != n_items:
         report.errors.append(f"{path}: {arr.shape[0]} rows, but the dataset has {n_items} items "

@@ -30,6 +30,7 @@ from typing import Dict, Iterator, Optional, Union
 import numpy as np
 
 from mmrec_plugin.errors import ConfigError, DataError
+from mmrec_plugin.utils import umask
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +99,23 @@ def read_inter(path: PathLike, user_field: str = USER_FIELD, item_field: str = I
         require_label: raise when the ``x_label`` column is absent (else ``labels`` is None).
 
     Raises:
-        DataError: missing file or column, a non-integer id (naming the line), an unknown label.
+        DataError: missing file or column, a non-integer id (naming the line), an unknown label,
+            a file that is not UTF-8 text.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: interaction file not found")
+    try:
+        return _read_inter(path, user_field, item_field, label_field, sep, require_label)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: not a UTF-8 text file (undecodable byte {exc.object[exc.start:exc.start + 1]!r}); "
+            f"expected {sep!r}-separated text with a header line"
+        ) from None
+
+
+def _read_inter(path: Path, user_field: str, item_field: str, label_field: str, sep: str,
+                require_label: bool) -> Interactions:
     with open(path, "r", encoding="utf-8") as f:
         header_line = f.readline()
     header = [h.strip() for h in header_line.rstrip("\r\n").split(sep)]
@@ -247,12 +260,6 @@ def save_npy(path: PathLike, array: np.ndarray) -> None:
     np.save(path, array, allow_pickle=False)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
 def atomic_dir(target: PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Fill a temporary folder next to ``target``; on success rename it to ``target``.
@@ -271,7 +278,7 @@ def atomic_dir(target: PathLike, overwrite: bool = False) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~umask())
         yield tmp
         if target.exists():
             if not overwrite:

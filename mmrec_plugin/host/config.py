@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import os
 import re
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -105,6 +106,13 @@ def load_yaml(path: str) -> Dict[str, Any]:
             data = yaml.load(fh, Loader=_Loader)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; expected a yaml file of key: value") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file (undecodable byte at offset {exc.start}); "
+                          "expected a yaml file of key: value") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
@@ -147,6 +155,18 @@ def _order_hyper(keys: List[str]) -> List[str]:
         if k not in out:
             out.append(k)
     return out
+
+
+def _check_file_keys(path: str, layer: Dict[str, Any], lower: Tuple[Dict[str, Any], ...]) -> None:
+    """A ``--config`` file may only set keys that a lower layer (overall, dataset, model yaml)
+    knows, like ``--KEY VALUE`` on the command line: a typo must not become a new key."""
+    known = set().union(*lower) | {"hyper_parameters"}
+    for key in layer:
+        if key not in known:
+            raise ConfigError(
+                f"{path}: unknown config key '{key}'{did_you_mean(str(key), known)}; a --config "
+                f"file may set the keys of the overall, dataset and model yaml"
+            )
 
 
 class Config:
@@ -202,6 +222,9 @@ class Config:
             layers.append((model_yaml, model_layer))
         if config_file:
             layers.append((config_file, file_layer))
+
+        if config_file and model_yaml:
+            _check_file_keys(config_file, file_layer, (overall, dataset_layer, model_layer))
 
         final: Dict[str, Any] = {}
         sources: Dict[str, str] = {}
@@ -352,6 +375,20 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _is_finite(v: Any) -> bool:
+    return _is_number(v) and math.isfinite(v)
+
+
+def _has_nan(v: Any) -> bool:
+    if isinstance(v, float):
+        return math.isnan(v)
+    if isinstance(v, (list, tuple)):
+        return any(_has_nan(x) for x in v)
+    if isinstance(v, dict):
+        return any(_has_nan(x) for x in v.values())
+    return False
+
+
 def validate(final: Dict[str, Any], sources: Optional[Dict[str, str]] = None) -> None:
     """Check the host's keys; a bad value raises ConfigError naming the key and what is allowed.
 
@@ -361,6 +398,11 @@ def validate(final: Dict[str, Any], sources: Optional[Dict[str, str]] = None) ->
 
     def bad(key: str, value: Any, allowed: str) -> ConfigError:
         return ConfigError(f"{_where(key, sources)} = {value!r}: expected {allowed}")
+
+    for key, value in final.items():
+        if _has_nan(value):
+            raise ConfigError(f"{_where(key, sources)} = {value!r}: NaN is not a setting; "
+                              "expected a number")
 
     for key in _POSITIVE_INTS:
         if key in final:
@@ -382,12 +424,12 @@ def validate(final: Dict[str, Any], sources: Optional[Dict[str, str]] = None) ->
             raise bad(key, final[key], "a string")
     if "learning_rate" in final:
         for v in _values("learning_rate", final):
-            if not _is_number(v) or v <= 0:
-                raise bad("learning_rate", v, "a positive number")
+            if not _is_finite(v) or v <= 0:
+                raise bad("learning_rate", v, "a positive finite number")
     if "weight_decay" in final:
         for v in _values("weight_decay", final):
-            if not _is_number(v) or v < 0:
-                raise bad("weight_decay", v, "a number >= 0")
+            if not _is_finite(v) or v < 0:
+                raise bad("weight_decay", v, "a finite number >= 0")
     if "learner" in final:
         for v in _values("learner", final):
             if not isinstance(v, str) or v.lower() not in LEARNERS:

@@ -105,7 +105,48 @@ def _read_columns_fast(path: str, sep: str, usecols: List[int]):
 
 
 def read_inter_file(config) -> Tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """Read ``users, items, labels`` (int64 arrays) and the file path from the ``.inter`` file."""
+    """Read ``users, items, labels`` (int64 arrays) and the file path from the ``.inter`` file.
+
+    Raises:
+        DataError: a missing folder or file, a file that is not UTF-8 text, a missing column,
+            a malformed line (named), an unknown label, or a (user, item) pair that occurs
+            more than once (within or across splits).
+    """
+    try:
+        users, items, labels, path = _read_inter_file(config)
+    except UnicodeDecodeError as exc:
+        path = os.path.join(dataset_dir(config),
+                            str(_cfg(config, "inter_file_name", f"{config['dataset']}.inter")))
+        raise DataError(
+            f"{path}: not a UTF-8 text file (undecodable byte {exc.object[exc.start:exc.start + 1]!r}); "
+            f"expected {_separator(config)!r}-separated text with a header line"
+        ) from None
+    _check_duplicates(users, items, path)
+    return users, items, labels, path
+
+
+def _check_duplicates(users: np.ndarray, items: np.ndarray, path: str) -> None:
+    """A (user, item) pair twice (in one split or across splits) is a DataError, as in
+    ``mmrec-plugin data validate``: a pair in train and test leaks the answer, one twice in
+    train is counted twice by the sampler."""
+    if len(users) < 2:
+        return
+    codes = users * np.int64(int(items.max()) + 1) + items
+    order = np.argsort(codes, kind="stable")
+    same = codes[order[1:]] == codes[order[:-1]]
+    if not same.any():
+        return
+    k = int(np.argmax(same))
+    first, second = int(order[k]), int(order[k + 1])
+    n_dup = int(np.unique(codes[order[1:]][same]).size)
+    raise DataError(
+        f"{path}: {n_dup} (user, item) pair(s) occur more than once (first: user "
+        f"{int(users[first])}, item {int(items[first])}, in data rows {first + 1} and "
+        f"{second + 1}); each pair must occur once (mmrec-plugin data validate lists them)"
+    )
+
+
+def _read_inter_file(config) -> Tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     name = str(config["dataset"])
     folder = dataset_dir(config)
     fname = _cfg(config, "inter_file_name", f"{name}.inter")
@@ -251,6 +292,14 @@ class RecDataset:
                     f"{LABEL_FIELD} = {label}); every split 0 train, 1 valid, 2 test needs rows"
                 )
             parts.append(self._sub(mask))
+        in_train = np.zeros(self.n_users, dtype=bool)
+        in_train[parts[0].users] = True
+        cold = np.unique(self.users[~in_train[self.users]])
+        if cold.size:
+            logger.warning(
+                "%s: %d user(s) have valid/test interactions but none in train (first: %s); "
+                "they are evaluated with untrained user vectors (mmrec-plugin data validate "
+                "lists them)", self.path or self.dataset_name, cold.size, cold[:5].tolist())
         return parts
 
     def inter_matrix(self, form: str = "coo", value_field=None):
@@ -291,8 +340,9 @@ def load_modalities(config, n_items: int) -> Dict[str, Optional[np.ndarray]]:
     """Modality name -> float32 array ``[n_items, d]`` (None for an absent file), for every
     modality of :func:`feature_files`, read from ``<data_path>/<dataset>/``.
 
-    A file whose row count differs from ``n_items`` (or that is not 2-D) is a DataError
-    naming the file and its shape.
+    A file whose row count differs from ``n_items``, that is not 2-D with at least one
+    column, that does not hold real numbers (strings, complex) or that holds NaN/inf is a
+    DataError naming the file and its shape, dtype or first bad row.
     """
     folder = dataset_dir(config)
     out: Dict[str, Optional[np.ndarray]] = {}
@@ -306,10 +356,19 @@ def load_modalities(config, n_items: int) -> Dict[str, Optional[np.ndarray]]:
             arr = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as exc:
             raise DataError(f"{path}: cannot read as a .npy array ({exc})") from None
-        if arr.ndim != 2 or arr.shape[0] != n_items:
+        if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+            raise DataError(f"{path}: feature array has dtype {arr.dtype}; expected real numbers "
+                            "(float or integer), one row per item")
+        if arr.ndim != 2 or arr.shape[0] != n_items or arr.shape[1] == 0:
             raise DataError(
                 f"{path}: feature array has shape {tuple(arr.shape)}, expected "
-                f"({n_items}, d): one row per item (n_items = max itemID + 1 in the .inter file)"
+                f"({n_items}, d) with d >= 1: one row per item (n_items = max itemID + 1 in "
+                f"the .inter file)"
             )
-        out[name] = np.asarray(arr, dtype=np.float32)
+        arr = np.asarray(arr, dtype=np.float32)
+        finite = np.isfinite(arr).all(axis=1)
+        if not finite.all():
+            raise DataError(f"{path}: {int((~finite).sum())} row(s) contain NaN or inf (first: "
+                            f"row {int(np.argmin(finite))}); features must be finite")
+        out[name] = arr
     return out

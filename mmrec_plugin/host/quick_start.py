@@ -17,6 +17,11 @@ loads the dataset once and splits it, then for each combination of the grid
 5. commits the record to the LMDB store ``<results_dir>/store`` under ``run/<digest>`` BEFORE
    the next combination starts.
 
+Training (``_train_one``) writes nothing; the process that claimed the combination (this
+one, or a Ray driver for its workers: :mod:`mmrec_plugin.host.distributed`) does steps 4-5
+(:class:`GridRun`). Runs of the same grid into one results folder cooperate through claims
+with leases (:mod:`mmrec_plugin.host.claims`): each combination is trained once.
+
 The digest covers the model, the dataset, the combination's values, every other effective
 config value that can change training or its metrics (all keys except the paths, the device
 and the grid definition: :data:`NOT_IN_DIGEST`) and the bytes of the dataset's files (the
@@ -26,10 +31,11 @@ resumes with the first unfinished one, while changed data or settings rerun.
 
 The winner is the ``'ok'`` combination with the highest VALIDATION ``valid_metric`` (MMRec
 picks by test score, a leak); ties go to the earlier combination. The summary
-``<results_dir>/<MODEL>-<DATASET>.json`` (written atomically after every combination) lists
-every combination (``id``, ``index``, ``params``, ``config``, ``best_epoch``, ``valid``,
-``test``, ``seconds``, ``status``, ``model_path``, ``analysis`` if any, ``history``), the
-selected ``best`` and ``selected_by``.
+``<results_dir>/<MODEL>-<DATASET>.json`` (``<MODEL>-<DATASET>-<grid id>.json`` for a second
+grid in the folder; rewritten from the store after every combination) lists every finished
+combination (``id``, ``index``, ``params``, ``config``, ``best_epoch``, ``valid``, ``test``,
+``seconds``, ``status``, ``model_path``, ``analysis`` if any, ``history``), the selected
+``best``, ``selected_by``, ``complete`` and ``grid_id``.
 """
 from __future__ import annotations
 
@@ -38,18 +44,20 @@ import json
 import logging
 import os
 import random
+import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from mmrec_plugin.errors import DataError, UserError
 from mmrec_plugin.host.config import Config, expand_grid, jsonable, valid_metric_key
-from mmrec_plugin.utils import atomic_path, atomic_write_bytes
+from mmrec_plugin.utils import atomic_path, atomic_write_bytes, set_threads
 
 logger = logging.getLogger(__name__)
 
-STORE_PREFIX = "run/"
+STORE_PREFIX = "run/"  # = claims.RUN_PREFIX
+SUMMARY_PREFIX = "summary/"  # summary/<MODEL>-<DATASET> -> the id of the grid owning that name
 # keys that cannot change what a combination learns or scores
 NOT_IN_DIGEST = frozenset(
     {
@@ -84,16 +92,36 @@ def _finite(obj: Any) -> Any:
 
 def write_json_atomic(path: str, obj: Any) -> None:
     """Write ``obj`` as indented strict JSON (NaN -> null) to ``path`` via a temp file and
-    ``os.replace``, so a reader never sees a half-written file."""
+    ``os.replace``, so a reader never sees a half-written file. An OS error (an unwritable
+    folder, a full disk) is a UserError naming the file; the old file is kept."""
     text = json.dumps(_finite(jsonable(obj)), indent=2, allow_nan=False)
-    atomic_write_bytes(path, (text + "\n").encode())
+    try:
+        atomic_write_bytes(path, (text + "\n").encode())
+    except OSError as exc:
+        raise UserError(f"cannot write {path} ({exc.strerror or exc})") from None
 
 
 def _save_model_atomic(path: str, obj: Dict[str, Any]) -> None:
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+    except OSError as exc:
+        raise UserError(f"cannot write {path} ({exc.strerror or exc})") from None
+
+
+def _check_writable(folder: str) -> None:
+    """Fail before any training when ``folder`` does not take a new file (read-only or
+    immutable folder, no permission): otherwise the first result would be lost."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"results_dir: the results folder {folder} is not writable "
+                        f"({exc.strerror or exc}); make it writable or choose another "
+                        f"--results-dir") from None
 
 
 def data_fingerprint(config) -> str:
@@ -174,9 +202,14 @@ def _summary(config, records: List[Dict], n_total: int, json_path: str) -> Dict[
     }
 
 
-def _train_one(config, params, index, n, dataset_splits, results_dir, model_cls, save_model,
-               key, analyze=None) -> Dict[str, Any]:
-    """Train one combination and return its record (no store writes here)."""
+def _train_one(config, params, index, n, dataset_splits, model_cls, key, keep_state=True,
+               on_eval=None, analyze=None) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
+    """Train one combination; return its record and, with ``keep_state``, the payload of its
+    model file (best-valid ``state_dict`` on the CPU, config, params, best epoch). Writes
+    nothing: the caller (this process, or a Ray driver for a worker) commits both.
+    ``on_eval``: passed to :meth:`Trainer.fit`; a combination it stops is recorded with
+    ``status: 'pruned'`` (its results so far, no model file). ``analyze``: the hook of
+    :func:`quick_start`, run on the best model of a finished combination."""
     from mmrec_plugin.host.dataloader import EvalDataLoader, TrainDataLoader
     from mmrec_plugin.host.trainer import NanLossError, Trainer
 
@@ -201,31 +234,189 @@ def _train_one(config, params, index, n, dataset_splits, results_dir, model_cls,
     model = model_cls(cfg, train_data).to(cfg["device"])
     trainer = Trainer(cfg, model)
     try:
-        _, valid_result, test_result = trainer.fit(train_data, valid_data, test_data, saved=False)
+        _, valid_result, test_result = trainer.fit(train_data, valid_data, test_data, saved=False,
+                                                   on_eval=on_eval)
     except NanLossError as exc:
         record.update(status="nan", seconds=time.time() - t0, error=str(exc))
         record["history"] = jsonable(getattr(trainer, "history", []))
         logger.error("combination %d/%d: %s; this combination is skipped, the grid goes on",
                      index + 1, n, exc)
-        return record
+        return record, None
     record.update(
-        status="ok", seconds=time.time() - t0, best_epoch=trainer.best_epoch,
+        status="pruned" if trainer.pruned else "ok", seconds=time.time() - t0,
+        best_epoch=trainer.best_epoch,
         valid=jsonable(valid_result), test=jsonable(test_result),
         history=jsonable(getattr(trainer, "history", [])),
     )
+    if trainer.pruned:
+        return record, None
     if trainer.best_state is not None:
         model.load_state_dict(trainer.best_state)
     analysis = analyze(model, cfg, train_ds, test_ds) if analyze is not None else None
     if analysis is not None:
         record["analysis"] = analysis
-    if save_model:
-        path = os.path.join(results_dir, "models", f"{cfg['model']}-{cfg['dataset']}-{combo_id}.pt")
-        _save_model_atomic(path, {
+    payload = None
+    if keep_state:
+        payload = {
             "state_dict": {k: v.detach().cpu() for k, v in (trainer.best_state or model.state_dict()).items()},
             "config": cfg.to_dict(), "params": jsonable(params), "best_epoch": trainer.best_epoch,
-        })
-        record["model_path"] = path
-    return record
+        }
+    return record, payload
+
+
+def _eta(seconds: float) -> str:
+    seconds = int(round(max(seconds, 0.0)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class GridRun:
+    """One run of a grid against a results folder: which combinations are left, claiming
+    them, committing results, the JSON summary. Shared by the sequential loop
+    (:func:`quick_start`) and the Ray driver (:mod:`mmrec_plugin.host.distributed`): each is
+    one way to claim combinations (:class:`~mmrec_plugin.host.claims.Claims`) and commit
+    their records; this process is the only writer of what it commits.
+
+    The summary is written from the store, under its write lock, so it holds every finished
+    combination of this grid (whoever trained it) and the file written last is the newest.
+    Its name is ``<MODEL>-<DATASET>.json`` for the first grid of that model and dataset in the
+    folder and ``<MODEL>-<DATASET>-<grid id>.json`` for any other grid (the store records which
+    grid owns the plain name), so two grids never overwrite each other's summary.
+    """
+
+    #: seconds between looks at combinations that other runs are training
+    POLL_SECONDS = 2.0
+    #: trains one combination; the Ray driver sends it to its workers (so that
+    #: host.distributed need not import this module: no import loop)
+    train_one = staticmethod(_train_one)
+
+    def __init__(self, config, grid, fingerprint, store, save_model: bool = True,
+                 pruning: bool = False, analyze: Optional[Callable] = None):
+        from mmrec_plugin.host.claims import Claims
+        from mmrec_plugin.store import digest
+
+        self.config, self.grid, self.store, self.save_model = config, grid, store, save_model
+        self.analyze = analyze  # quick_start's hook, run where each combination trains
+        self.n = len(grid)
+        self.keys = [combination_key(config, params, fingerprint) for params in grid]
+        self.grid_id = digest("mmrec_plugin.grid/v1", self.keys)[:16]
+        self.metric = valid_metric_key(config)
+        self.claims = Claims(store)
+        # a combination an early-termination scheduler pruned counts as finished only for
+        # runs with a scheduler; a plain run trains it in full (and replaces the record)
+        self.redo = () if pruning else ("pruned",)
+        self.pending = list(range(self.n))  # not known to be finished (by anyone)
+        self.failed: set = set()  # given up in this run (a worker died too often)
+        self.trained_here = 0
+        self.t0 = time.time()
+        self._waiting_on: Optional[frozenset] = None
+        self.json_path = self._summary_path()
+
+    def _summary_path(self) -> str:
+        name = f"{self.config['model']}-{self.config['dataset']}"
+        with self.store.transact() as txn:
+            owner = txn.get_json(SUMMARY_PREFIX + name)
+            if owner is None:
+                txn.put_json(SUMMARY_PREFIX + name, self.grid_id)
+                owner = self.grid_id
+        if owner != self.grid_id:
+            name = f"{name}-{self.grid_id[:8]}"
+            logger.info("another grid of %s on %s owns %s-%s.json in this folder; this grid's "
+                        "summary is %s.json", self.config["model"], self.config["dataset"],
+                        self.config["model"], self.config["dataset"], name)
+        return os.path.join(self.config["results_dir"], name + ".json")
+
+    def describe(self, index: int) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.grid[index].items())
+
+    def claim_next(self, exclude=()) -> Optional[int]:
+        """Claim the first combination left that no live run holds (skipping, and
+        forgetting, finished ones); None when there is none right now."""
+        from mmrec_plugin.host.claims import BUSY, DONE
+
+        for index in list(self.pending):
+            if index in exclude or index in self.failed:
+                continue
+            state = self.claims.take(self.keys[index], self.redo)
+            if state == DONE:
+                logger.info("combination %d/%d: %s: skipping, already done", index + 1, self.n,
+                            self.describe(index))
+                self.pending.remove(index)
+            elif state != BUSY:
+                logger.info("combination %d/%d: %s", index + 1, self.n, self.describe(index))
+                return index
+        return None
+
+    def left(self, exclude=()) -> List[int]:
+        return [i for i in self.pending if i not in self.failed and i not in exclude]
+
+    def wait_for_others(self) -> None:
+        """Sleep while the combinations left are all held by other live runs (logged once
+        per change); their results then appear as finished, or their claims go stale."""
+        busy = {}
+        for index in self.left():
+            holder = self.claims.holder(self.keys[index])
+            if holder is not None:
+                busy[index] = holder
+        if busy and frozenset(busy) != self._waiting_on:
+            owners = sorted({f"pid {c.get('pid')} on {c.get('host')}" for c in busy.values()})
+            logger.info("waiting for %d combination(s) being trained by another run (%s)",
+                        len(busy), ", ".join(owners))
+        self._waiting_on = frozenset(busy)
+        if busy:
+            time.sleep(self.POLL_SECONDS)
+
+    def commit(self, index: int, record: Dict[str, Any], payload: Optional[Dict[str, Any]]) -> None:
+        """Save the model file, commit the record (dropping the claim), rewrite the summary,
+        log one progress line."""
+        record = dict(record, index=index)
+        if payload is not None and self.save_model:
+            name = f"{self.config['model']}-{self.config['dataset']}-{record['id']}.pt"
+            path = os.path.join(self.config["results_dir"], "models", name)
+            _save_model_atomic(path, payload)
+            record["model_path"] = path
+        if not self.claims.commit(self.keys[index], record, self.redo):
+            logger.warning("combination %d/%d was committed by another run meanwhile; keeping "
+                           "that result", index + 1, self.n)
+        if index in self.pending:
+            self.pending.remove(index)
+        self.trained_here += 1
+        summary = self.write_summary()
+        n_done = len(summary["combinations"])
+        left = len(self.left())
+        elapsed = time.time() - self.t0
+        eta = _eta(elapsed / self.trained_here * left) if left else "0:00:00"
+        if record["status"] == "ok":
+            result = (f"best epoch {record['best_epoch']}, valid {self.metric} "
+                      f"{record['valid'].get(self.metric, float('nan')):.4f}, test {self.metric} "
+                      f"{(record['test'] or {}).get(self.metric, float('nan')):.4f}")
+        else:
+            result = f"status {record['status']}"
+        logger.info("combination %d/%d done in %.1fs: %s; %d/%d finished, ETA %s",
+                    index + 1, self.n, record.get("seconds") or 0.0, result, n_done, self.n, eta)
+
+    def release(self, index: int, failed: bool = False) -> None:
+        """Give up the claim on ``index``; with ``failed`` this run does not try it again."""
+        self.claims.release(self.keys[index])
+        if failed:
+            self.failed.add(index)
+
+    def write_summary(self) -> Dict[str, Any]:
+        """Write the JSON summary from the store (see the class docstring); return it."""
+        with self.store.transact() as txn:
+            records = []
+            for index, (params, key) in enumerate(zip(self.grid, self.keys)):
+                rec = txn.get_json(STORE_PREFIX + key)
+                if rec is not None:
+                    rec["index"] = index
+                    rec["params"] = jsonable(params)  # the store sorts keys; keep grid order
+                    records.append(rec)
+            summary = _summary(self.config, records, self.n, self.json_path)
+            summary["grid_id"] = self.grid_id
+            write_json_atomic(self.json_path, summary)
+        return summary
+
+    def close(self) -> None:
+        self.claims.close()
 
 
 def quick_start(
@@ -236,6 +427,8 @@ def quick_start(
     results_dir: Optional[str] = None,
     save_model: bool = True,
     analyze: Optional[Callable] = None,
+    threads: Optional[int] = None,
+    distributed: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """Run (or resume) the grid search of ``model`` on ``dataset``; return the summary dict.
 
@@ -250,10 +443,18 @@ def quick_start(
         analyze: ``analyze(model, config, train_dataset, test_dataset) -> dict | None``, run
             on each finished combination's best model and recorded under ``'analysis'``
             (the command line passes :func:`mmrec_plugin.analysis.rerun.record_analysis`;
-            the host itself knows no analysis).
+            the host itself knows no analysis). With ``distributed`` it runs in the
+            workers, so it must be picklable (a module-level function).
+        threads: torch threads per training process (this one, or each Ray worker;
+            None: unchanged here, 1 in a worker; the command line passes ``--threads``
+            or its default, :func:`mmrec_plugin.utils.default_threads`).
+        distributed: run the combinations on Ray workers instead of one after another:
+            the keyword arguments of :func:`mmrec_plugin.host.distributed.run_on_ray`
+            (``workers``, ``address``, ``cpus_per_trial``, ``gpus_per_trial``,
+            ``scheduler``). None (the default): the sequential loop, Ray not imported.
 
     Returns:
-        The summary written to ``<results_dir>/<MODEL>-<DATASET>.json`` (its ``path`` key).
+        The summary written to the JSON file of this grid (its ``path`` key).
     """
     from mmrec_plugin.host.dataset import RecDataset
     from mmrec_plugin.registry import get_model
@@ -266,6 +467,10 @@ def quick_start(
     results_dir = config["results_dir"]
     grid = expand_grid(config)
     model_cls = get_model(config["model"])
+    if distributed is not None:
+        from mmrec_plugin.host.distributed import require_ray
+
+        require_ray(distributed.get("scheduler"))  # a missing extra: an error before any work
     if config["dataset"] == "demo":
         _ensure_demo(config)
 
@@ -275,48 +480,40 @@ def quick_start(
     full = RecDataset(config)
     splits = full.split()
     fingerprint = data_fingerprint(config)
-    json_path = os.path.join(results_dir, f"{config['model']}-{config['dataset']}.json")
     try:
         os.makedirs(results_dir, exist_ok=True)
     except OSError as exc:
         raise UserError(f"results_dir: cannot create the results folder {results_dir}: "
                         f"{exc.strerror or exc}") from None
+    _check_writable(results_dir)
     store = Store(os.path.join(results_dir, "store"))
-    records: List[Dict[str, Any]] = []
     try:
-        for index, params in enumerate(grid):
-            key = combination_key(config, params, fingerprint)
-            desc = ", ".join(f"{k}={v!r}" for k, v in params.items())
-            done = store.get_json(STORE_PREFIX + key)
-            if done is not None:
-                logger.info("combination %d/%d: %s: skipping, already done (%s)",
-                            index + 1, len(grid), desc, done.get("status"))
-                done["index"] = index
-                done["params"] = jsonable(params)  # the store sorts keys; keep grid order
-                records.append(done)
-                continue
-            logger.info("combination %d/%d: %s", index + 1, len(grid), desc)
-            record = _train_one(config, params, index, len(grid), splits, results_dir,
-                                model_cls, save_model, key, analyze)
-            store.put_json(STORE_PREFIX + key, record)
-            records.append(record)
-            if record["status"] == "ok":
-                metric = valid_metric_key(config)
-                logger.info(
-                    "combination %d/%d done in %.1fs: best epoch %s, valid %s %.4f, test %s %.4f",
-                    index + 1, len(grid), record["seconds"], record["best_epoch"], metric,
-                    record["valid"].get(metric, float("nan")), metric,
-                    (record["test"] or {}).get(metric, float("nan")),
-                )
-            write_json_atomic(json_path, _summary(config, records, len(grid), json_path))
+        run = GridRun(config, grid, fingerprint, store, save_model=save_model,
+                      pruning=bool(distributed and distributed.get("scheduler")), analyze=analyze)
+        try:
+            if distributed is not None:
+                from mmrec_plugin.host.distributed import run_on_ray
+
+                run_on_ray(run, splits, model_cls, threads=threads, **distributed)
+            else:
+                if threads:
+                    set_threads(int(threads))
+                _run_sequential(run, splits, model_cls)
+        finally:
+            run.close()
+        summary = run.write_summary()
     finally:
         store.close()
 
-    summary = _summary(config, records, len(grid), json_path)
-    write_json_atomic(json_path, summary)
+    json_path = summary["path"]
     best = summary["best"]
+    if not summary["complete"]:
+        logger.warning("%d of %d combination(s) did not finish; rerun the same command to "
+                       "train them", summary["n_combinations"] - len(summary["combinations"]),
+                       summary["n_combinations"])
     if best is None:
-        logger.error("no combination finished (every one diverged); see %s", json_path)
+        logger.error("no combination finished with status ok (diverged, pruned or not run); "
+                     "see %s", json_path)
     else:
         metric = valid_metric_key(config)
         logger.info("best (by valid %s): %s, valid %.4f, test %.4f", metric,
@@ -326,4 +523,23 @@ def quick_start(
     return summary
 
 
-__all__ = ["quick_start", "init_seed", "write_json_atomic", "combination_key", "data_fingerprint"]
+def _run_sequential(run: GridRun, splits, model_cls) -> None:
+    """Claim, train and commit combinations one after another in this process; then wait
+    for those other runs are training (taking over any whose owner dies)."""
+    while run.left():
+        index = run.claim_next()
+        if index is None:
+            run.wait_for_others()
+            continue
+        try:
+            record, payload = _train_one(run.config, run.grid[index], index, run.n, splits,
+                                         model_cls, run.keys[index], keep_state=run.save_model,
+                                         analyze=run.analyze)
+        except BaseException:
+            run.release(index)
+            raise
+        run.commit(index, record, payload)
+
+
+__all__ = ["quick_start", "GridRun", "init_seed", "write_json_atomic", "combination_key",
+           "data_fingerprint"]

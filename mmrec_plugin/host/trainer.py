@@ -31,7 +31,7 @@ import logging
 import math
 import os
 import time
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
@@ -195,10 +195,17 @@ class Trainer:
         test_data=None,
         saved: bool = False,
         verbose: bool = True,
+        on_eval: Optional[Callable[[int, float], bool]] = None,
     ) -> Tuple[float, Dict[str, float], Dict[str, float]]:
-        """Train; return ``(best_valid_score, best_valid_result, best_test_upon_valid)``."""
+        """Train; return ``(best_valid_score, best_valid_result, best_test_upon_valid)``.
+
+        ``on_eval(epoch, valid_score)``, called after every evaluation, may return False to
+        stop training there (an early-termination scheduler pruning this run): then
+        ``self.pruned`` is True and the best results so far are returned.
+        """
         log = logger.info if verbose else logger.debug
         stop = False
+        self.pruned = False
         for epoch in range(self.epochs):
             t0 = time.time()
             loss = self._train_epoch(train_data, epoch)
@@ -236,6 +243,9 @@ class Trainer:
                 )
                 if test_result and self.valid_metric in test_result:
                     msg += f", test {self.valid_metric} {test_result[self.valid_metric]:.4f}"
+                if on_eval is not None and not stop and not on_eval(epoch, score):
+                    self.pruned = stop = True
+                    msg += "; pruned by the scheduler"
             self.history.append(record)
             log(msg)
             if stop:

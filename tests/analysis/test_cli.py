@@ -133,3 +133,56 @@ def test_pair_types_for_vectorised_join(tmp_path):
     got = rerun.pair_types_for(str(folder), "d", np.array([3, 0, 0, 5]), np.array([0, 2, 1, 5]))
     assert list(got) == ["visual", "synergy", "text", "unknown"]
     assert rerun.pair_types_for(str(folder), "nope", np.array([0]), np.array([0])) is None
+
+
+class _Payload:
+    """Unpickled in full, this creates the file ``MARKER`` (a stand-in for any code)."""
+
+    MARKER = ""
+
+    def __reduce__(self):
+        return (open, (_Payload.MARKER, "w"))
+
+
+@pytest.mark.parametrize("loader", ["torch", "type_error", "no_weights_only"])
+def test_analyze_never_unpickles_in_full(trained, tmp_path, monkeypatch, capsys, loader):
+    """A crafted .pt whose unpickling would run code is refused: by torch's weights_only
+    loader; when that loader fails with a TypeError (as it can on a crafted file) while
+    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 asks for full unpickling (the old code then loaded the
+    file again without weights_only); and on a torch without weights_only (< 1.13)."""
+    root, summary = trained
+    marker = tmp_path / "code_ran"
+    _Payload.MARKER = str(marker)
+    evil = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"w": _Payload()}, "config": {}}, evil)
+    results = json.loads(open(summary["path"]).read())
+    results["best"]["model_path"] = str(evil)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    real_load = torch.load
+    needle = "not unpickled in full"
+    if loader == "type_error":
+        def load(f, map_location=None, pickle_module=None, *, weights_only=None, **kwargs):
+            if weights_only:
+                raise TypeError("crafted argument")
+            return real_load(f, map_location=map_location, weights_only=False, **kwargs)
+
+        monkeypatch.setattr(torch, "load", load)
+    elif loader == "no_weights_only":
+        def load(f, map_location=None, **kwargs):  # torch < 1.13: always unpickles in full
+            return real_load(f, map_location=map_location, weights_only=False, **kwargs)
+
+        monkeypatch.setattr(torch, "load", load)
+        needle = "has no weights_only loading"
+    from mmrec_plugin.cli import main
+
+    code = main(["analyze", "--results", str(path)])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert code == 2 and len(lines) == 1, err
+    assert str(evil) in lines[0] and needle in lines[0], lines[0]
+    assert not marker.exists()
+    # the same file, unpickled in full, does run code: the test's payload is real
+    real_load(evil, weights_only=False)
+    assert marker.exists()

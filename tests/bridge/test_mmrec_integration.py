@@ -65,6 +65,26 @@ def metric_lines(log: str, header: str):
     return re.findall(header + r"\s*\n?\s*(recall@.*)", log)
 
 
+def run_tiny(work: Path, model: str, epochs: int = 2):
+    """In the MMRec copy ``work``: write the tiny dataset and its yaml, pin ``model``'s grid
+    to one combination of ``epochs``, run MMRec's main.py with this repository on the path;
+    returns (stdout + stderr, the finished process)."""
+    write_tiny(work / "data" / "tiny")
+    (work / "src" / "configs" / "dataset" / "tiny.yaml").write_text(
+        "USER_ID_FIELD: userID\nITEM_ID_FIELD: itemID\ninter_file_name: 'tiny.inter'\n"
+        "vision_feature_file: 'image_feat.npy'\ntext_feature_file: 'text_feat.npy'\n"
+        f'field_separator: "\\t"\nepochs: {epochs}\n')
+    one_combination(work / "src" / "configs" / "model" / f"{model}.yaml", epochs=epochs)
+    python = os.environ.get("MMREC_PYTHON", sys.executable)
+    env = dict(os.environ)
+    repo_root = str(Path(mmrec.__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), repo_root) if p)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    proc = subprocess.run([python, "main.py", "-m", model, "-d", "tiny"], cwd=work / "src",
+                          env=env, capture_output=True, text=True, timeout=600)
+    return proc.stdout + proc.stderr, proc
+
+
 def test_brmrs_trains_two_epochs_inside_mmrec(tmp_path):
     src = Path(MMREC_SRC)
     mmrec.find_mmrec_src(src)  # a clear error when MMREC_SRC is not an MMRec src folder
@@ -81,21 +101,7 @@ def test_brmrs_trains_two_epochs_inside_mmrec(tmp_path):
     assert [f.action for f in report.files] == ["installed", "installed"]
     if "MMREC_PYTHON" not in os.environ:  # the checklist describes this interpreter
         assert not report.blockers, report.format()
-    write_tiny(work / "data" / "tiny")
-    (work / "src" / "configs" / "dataset" / "tiny.yaml").write_text(
-        "USER_ID_FIELD: userID\nITEM_ID_FIELD: itemID\ninter_file_name: 'tiny.inter'\n"
-        "vision_feature_file: 'image_feat.npy'\ntext_feature_file: 'text_feat.npy'\n"
-        'field_separator: "\\t"\nepochs: 2\n')
-    one_combination(work / "src" / "configs" / "model" / "BRMRS.yaml", epochs=2)
-
-    python = os.environ.get("MMREC_PYTHON", sys.executable)
-    env = dict(os.environ)
-    repo_root = str(Path(mmrec.__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), repo_root) if p)
-    env.setdefault("OMP_NUM_THREADS", "1")
-    proc = subprocess.run([python, "main.py", "-m", "BRMRS", "-d", "tiny"], cwd=work / "src",
-                          env=env, capture_output=True, text=True, timeout=600)
-    log = proc.stdout + proc.stderr
+    log, proc = run_tiny(work, "BRMRS")
     assert proc.returncode == 0, log[-4000:]
     assert "Loss is nan" not in log
     assert re.search(r"epoch 1 training \[time", log), log[-4000:]
@@ -107,3 +113,30 @@ def test_brmrs_trains_two_epochs_inside_mmrec(tmp_path):
     # MMRec's own log file under src/log/ carries the same result
     logs = list((work / "src" / "log").glob("BRMRS-tiny-*.log"))
     assert len(logs) == 1 and "test result" in logs[0].read_text()
+
+
+def test_freedom_br_example_trains_two_epochs_inside_mmrec(tmp_path):
+    """examples/mmrec: MMRec's own FREEDOM, subclassed to train with BRObjective."""
+    src = Path(MMREC_SRC)
+    mmrec.find_mmrec_src(src)
+    if not (src / "models" / "freedom.py").is_file():
+        pytest.skip("this MMRec checkout has no FREEDOM")
+    repo_root = Path(mmrec.__file__).resolve().parents[2]
+    example = repo_root / "examples" / "mmrec"
+    if not example.is_dir():
+        pytest.skip("examples/mmrec is not part of this installation")
+    work = tmp_path / "MMRec"
+    shutil.copytree(src, work / "src",
+                    ignore=shutil.ignore_patterns("__pycache__", "log", "saved", "*.pyc"))
+    shutil.copy(example / "models" / "freedom_br.py", work / "src" / "models" / "freedom_br.py")
+    shutil.copy(example / "configs" / "model" / "FREEDOM_BR.yaml",
+                work / "src" / "configs" / "model" / "FREEDOM_BR.yaml")
+    log, proc = run_tiny(work, "FREEDOM_BR")
+    assert proc.returncode == 0, log[-4000:]
+    assert "Loss is nan" not in log
+    # MMRec logs a tuple loss term by term (and then drops its "epoch N training" prefix):
+    # three terms (chns, syn, bpr) for each of the two epochs
+    assert len(re.findall(r"train_loss1: [0-9.]+, train_loss2: [0-9.]+, train_loss3: [0-9.]+\]", log)) == 2, \
+        log[-4000:]
+    test = metric_lines(log, "test result:")
+    assert len(test) >= 2, log[-4000:]

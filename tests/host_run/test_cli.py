@@ -143,3 +143,53 @@ def test_results_dir_that_cannot_be_created(capsys, data, tmp_path):
     code, _, err = run_main(capsys, "run", "-m", "BPR", "-d", "tiny", "--data-path", data,
                             "--results-dir", str(blocker / "results"), "--epochs", "1")
     assert_user_error(code, err, "results_dir", str(blocker / "results"))
+
+
+@pytest.fixture
+def restore_threads(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.setenv(var, os.environ.get(var, "1"))  # restored by monkeypatch afterwards
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("argv, env, want", [
+    (["--threads", "2"], None, 2),
+    ([], None, 1),        # the default without OMP_NUM_THREADS
+    ([], "3", 3),         # OMP_NUM_THREADS is the default when set
+    (["--threads", "1"], "3", 1),
+])
+def test_threads_flag_sets_and_prints_torch_threads(capsys, data, monkeypatch, restore_threads,
+                                                    argv, env, want):
+    import torch
+
+    if env is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", env)
+    seen = []
+    real_fit = __import__("mmrec_plugin.host.trainer", fromlist=["Trainer"]).Trainer.fit
+
+    def fit(self, *a, **k):  # the count while training
+        seen.append(torch.get_num_threads())
+        return real_fit(self, *a, **k)
+
+    monkeypatch.setattr("mmrec_plugin.host.trainer.Trainer.fit", fit)
+    code, _, err = run_main(capsys, "run", "-m", "BPR", "-d", "tiny", "--data-path", data,
+                            "--epochs", "1", *argv)
+    assert code == 0, err
+    assert seen == [want]
+    assert f"threads: {want} torch thread(s) per training process" in err
+    assert os.environ["OMP_NUM_THREADS"] == str(want)
+
+
+def test_threads_must_be_positive(capsys, data, restore_threads):
+    code, _, err = run_main(capsys, "run", "-m", "BPR", "-d", "tiny", "--data-path", data,
+                            "--threads", "0")
+    assert_user_error(code, err, "--threads must be a positive integer, got 0")
+    code, _, err = run_main(capsys, "run", "-m", "BPR", "-d", "tiny", "--data-path", data,
+                            "--threads", "two")
+    assert_user_error(code, err, "--threads")

@@ -152,7 +152,7 @@ def test_packaged_dataset_yamls():
     ("epochs", 0, "positive integer"),
     ("train_batch_size", 1.5, "positive integer"),
     ("use_gpu", "yes", "true or false"),
-    ("learning_rate", -1.0, "positive number"),
+    ("learning_rate", -1.0, "positive finite number"),
     ("learning_rate_scheduler", [1.0], r"\[a, b\]"),
     ("topk", [0, 5], "positive integers"),
 ])
@@ -180,3 +180,18 @@ def test_parse_value():
     assert parse_value("true") is True and parse_value("12") == 12
     assert parse_value("adam") == "adam"
     assert parse_value("{a") == "{a"
+
+
+def test_config_file_keys_must_be_known_when_the_model_has_a_yaml(toy):
+    """A --config file may set the keys of the lower layers (here the model yaml's
+    reg_weight and the dataset yaml's USER_ID_FIELD), not new ones; a model without a
+    yaml has nothing to check against, so there the file may add its keys."""
+    ok = _write(toy["tmp"] / "ok.yaml", "reg_weight: [0.3]\nUSER_ID_FIELD: u\nhyper_parameters: [reg_weight]\n")
+    c = Config("LayerToy", "dsx", config_dict={"data_path": toy["data"]}, config_file=ok)
+    assert c["reg_weight"] == [0.3] and c["USER_ID_FIELD"] == "u"
+    typo = _write(toy["tmp"] / "typo.yaml", "reg_wieght: [0.3]\n")
+    with pytest.raises(ConfigError, match=r"typo.yaml: unknown config key 'reg_wieght' \(did you mean 'reg_weight'"):
+        Config("LayerToy", "dsx", config_dict={"data_path": toy["data"]}, config_file=typo)
+    registry.register_model("NoYamlToy", _Toy)
+    c = Config("NoYamlToy", "dsx", config_dict={"data_path": toy["data"]}, config_file=typo)
+    assert c["reg_wieght"] == [0.3]

@@ -1,10 +1,7 @@
-"""Grid search: resume after an interruption (Ctrl-C and kill -9), a complete JSON summary,
-selection by validation (never test), NaN combinations, saved models."""
+"""Grid search: resume after an interruption (Ctrl-C; kill -9 is in test_claims.py), a
+complete JSON summary, selection by validation (never test), NaN combinations, saved models."""
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -169,49 +166,4 @@ def test_nan_combination_recorded_grid_goes_on(setup, caplog):
     assert on_disk["combinations"][0]["valid"] is None and "error" in on_disk["combinations"][0]
 
 
-KILL_SCRIPT = """
-import os, signal, sys
-import torch
-from mmrec_plugin import registry
-from mmrec_plugin.host.abstract_recommender import GeneralRecommender
-from mmrec_plugin.host.quick_start import quick_start
-
-class KillToy(GeneralRecommender):
-    def __init__(self, config, dataloader):
-        super().__init__(config, dataloader)
-        with open("calls.txt", "a") as fh:
-            fh.write(str(config["reg_weight"]) + "\\n")
-        if os.environ.get("KILL_AT") == str(config["reg_weight"]):
-            os.kill(os.getpid(), signal.SIGKILL)
-        self.emb = torch.nn.Embedding(self.n_users + self.n_items, 4)
-
-    def calculate_loss(self, x):
-        u, p, n = self.emb(x[0]), self.emb(x[1] + self.n_users), self.emb(x[2] + self.n_users)
-        return -torch.nn.functional.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
-
-    def full_sort_predict(self, x):
-        return self.emb(x[0]) @ self.emb.weight[self.n_users:].T
-
-registry.register_model("KillToy", KillToy)
-quick_start("KillToy", "tiny", config_dict={
-    "data_path": sys.argv[1], "epochs": 1, "is_multimodal_model": False,
-    "reg_weight": [0.1, 0.2, 0.3]}, results_dir="res")
-"""
-
-
-def test_kill_9_resumes(tmp_path):
-    write_tiny(tmp_path / "data")
-    script = tmp_path / "kill.py"
-    script.write_text(textwrap.dedent(KILL_SCRIPT))
-    cmd = [sys.executable, str(script), str(tmp_path / "data")]
-    first = subprocess.run(cmd, cwd=tmp_path, env=dict(os.environ, KILL_AT="0.2"),
-                           capture_output=True, text=True, timeout=300)
-    assert first.returncode == -9, first.stderr
-    second = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert second.returncode == 0, second.stderr
-    calls = (tmp_path / "calls.txt").read_text().split()
-    assert calls == ["0.1", "0.2", "0.2", "0.3"]
-    with open(tmp_path / "res" / "KillToy-tiny.json") as fh:
-        summary = json.load(fh)
-    assert [c["params"]["reg_weight"] for c in summary["combinations"]] == [0.1, 0.2, 0.3]
-    assert summary["complete"] and summary["best"] is not None
+# kill -9 and resume: tests/host_run/test_claims.py::test_claim_of_a_killed_run_is_taken_over

@@ -112,6 +112,10 @@ def test_yaml_declares_every_key_with_the_config_defaults():
     ("syn_detach", "yes", "syn_detach"),
     ("proj_bf16", 1, "proj_bf16"),
     ("reg_weight", [0.1, 0.2], "reg_weight"),
+    ("reg_weight", float("nan"), "'reg_weight' must be a finite number"),
+    ("syn_weight", float("inf"), "'syn_weight' must be a finite number"),
+    ("syn_margin", float("nan"), "syn_margin"),
+    ("modality_weights", {"text": float("nan"), "visual": 0.1}, "'modality_weights.text' must be a finite"),
 ])
 def test_config_errors_name_the_key(key, value, needle):
     with pytest.raises(ConfigError, match=needle):
@@ -175,7 +179,7 @@ def _reps(model, users):
 
 
 @pytest.mark.parametrize("strategy", ["cross", "same", "fused"])
-@pytest.mark.parametrize("pool_size", [32, 8])  # 32 > n_items: the gather path; 8: sampled_addmm
+@pytest.mark.parametrize("pool_size", [32, 8])  # 32 > n_items: clamped to the 30 items
 def test_hard_negatives_follow_the_strategy(tmp_path, strategy, pool_size):
     model, inter = _model(tmp_path, neg_strategy=strategy, fusion="gate", pool_size=pool_size,
                           chns_hardness="argmax")  # the paper's rule, which this test spells out
@@ -201,6 +205,25 @@ def test_hard_negatives_follow_the_strategy(tmp_path, strategy, pool_size):
         want = {"cross": (best(s_v), best(s_t)), "same": (best(s_t), best(s_v)),
                 "fused": (best(s_f), best(s_f))}[strategy]
         assert (neg["text"][row].item(), neg["visual"][row].item()) == want
+
+
+def test_pool_size_above_the_item_count_is_clamped_with_a_warning(tmp_path, caplog):
+    """The pool is drawn with replacement: pool_size 100000 on 30 items would cost B x 100000
+    per step and only repeat items, so the objective clamps it to n_items (30) with a warning."""
+    caplog.set_level("WARNING")
+    model, inter = _model(tmp_path, pool_size=100000)
+    objective = model.net.objective
+    assert model.cfg.pool_size == 100000  # the config keeps what was asked for
+    assert objective.pool_size == 30 == inter.shape[1]
+    assert "pool_size 100000 exceeds the 30 items" in caplog.text
+    pool = objective.candidate_pool(torch.tensor([0, 1, 2]))
+    assert pool.shape == (3, 30)
+    dense = inter.toarray() > 0
+    for row, u in enumerate([0, 1, 2]):
+        assert not dense[u, pool[row].numpy()].any()
+    caplog.clear()
+    model, _ = _model(tmp_path, pool_size=30)  # at the limit: kept, no warning
+    assert model.net.objective.pool_size == 30 and "pool_size" not in caplog.text
 
 
 def test_pair_scores_sampled_product_equals_gathered_rows(monkeypatch):

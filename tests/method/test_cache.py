@@ -95,3 +95,18 @@ def test_no_cache_path_builds(tmp_path):
     rows, feats = _inputs(2)
     g, hit = cached_knn_graph(None, "item", rows, feats, [1.0, 0.0], 0.0, 2)
     assert not hit and g.shape == (12, 12)
+
+
+def test_corrupt_cache_file_is_a_warning_and_a_build(tmp_path, caplog):
+    """A cache whose data.mdb LMDB cannot read (overwritten) costs the build, with a
+    warning naming the folder; the graph equals a fresh build."""
+    path = str(tmp_path / "c")
+    rows, feats = _inputs()
+    args = ([0.9, 0.1], 0.2, 3)
+    cached_knn_graph(path, "item", rows, feats, *args)
+    data = tmp_path / "c" / "data.mdb"
+    data.write_bytes(np.random.default_rng(0).bytes(data.stat().st_size))
+    caplog.set_level("WARNING")
+    g, hit = cached_knn_graph(path, "item", rows, feats, *args)
+    assert not hit and abs(g - knn_homogeneous(rows, feats, *args)).max() == 0
+    assert f"graph cache {path} unavailable" in caplog.text and "corrupt" in caplog.text

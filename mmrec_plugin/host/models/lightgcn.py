@@ -26,12 +26,14 @@ import torch.nn as nn
 
 from mmrec_plugin.host.abstract_recommender import GeneralRecommender
 from mmrec_plugin.host.models.bpr import bpr_loss, embedding_norm_reg
+from mmrec_plugin.host.models.eval_cache import EvalCache
 from mmrec_plugin.sparse import bipartite_csr, lightgcn, to_torch_csr
 from mmrec_plugin.utils import config_number
 
 
-class LightGCN(GeneralRecommender):
-    """LightGCN over the training graph; see the module docstring."""
+class LightGCN(EvalCache, GeneralRecommender):
+    """LightGCN over the training graph; see the module docstring. Evaluation propagates once
+    per evaluation (:class:`~mmrec_plugin.host.models.eval_cache.EvalCache`)."""
 
     def __init__(self, config, dataloader):
         super().__init__(config, dataloader)
@@ -58,7 +60,7 @@ class LightGCN(GeneralRecommender):
 
     def calculate_loss(self, interaction: torch.Tensor) -> torch.Tensor:
         """``interaction``: ``LongTensor[3, B]`` (users, positives, negatives)."""
-        self._eval_cache = None  # (a fused optimiser step does not bump parameter versions)
+        self.drop_eval_cache()  # (a fused optimiser step does not bump parameter versions)
         users, pos, neg = interaction[0], interaction[1], interaction[2]
         user_all, item_all = self.forward()
         u = user_all[users]
@@ -68,25 +70,3 @@ class LightGCN(GeneralRecommender):
                 self.user_embedding(users), self.item_embedding(pos), self.item_embedding(neg)
             )
         return loss
-
-    def train(self, mode: bool = True):
-        self._eval_cache = None
-        return super().train(mode)
-
-    def full_sort_predict(self, interaction) -> torch.Tensor:
-        """``[B, n_items]`` scores for the users ``interaction[0]``.
-
-        In eval mode the propagated embeddings are computed once and reused for every
-        batch of an evaluation (as MMRec's ``restore_user_e``), until the parameters
-        change or the model trains again."""
-        if self.training:
-            user_all, item_all = self.forward()
-        else:
-            versions = tuple(p._version for p in self.parameters())
-            cache = getattr(self, "_eval_cache", None)
-            if cache is None or cache[0] != versions:
-                with torch.no_grad():
-                    cache = (versions, self.forward())
-                self._eval_cache = cache
-            user_all, item_all = cache[1]
-        return user_all[interaction[0]] @ item_all.t()
