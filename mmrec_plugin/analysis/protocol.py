@@ -74,6 +74,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from mmrec_plugin.analysis.rerun import resolve_model_path
 from mmrec_plugin.errors import ConfigError, DataError, UserError, did_you_mean
 
 logger = logging.getLogger(__name__)
@@ -428,19 +429,6 @@ def _load_weights(path: str) -> Dict:
     return saved
 
 
-def _model_file(combo: Dict, summary_path: str) -> str:
-    path = combo.get("model_path")
-    if not path:
-        raise DataError(f"{summary_path}: combination {combo.get('id')} has no saved model "
-                        "(model_path is empty)")
-    if os.path.isfile(path):
-        return path
-    alt = os.path.join(os.path.dirname(os.path.abspath(summary_path)), "models", os.path.basename(path))
-    if os.path.isfile(alt):
-        return alt
-    raise DataError(f"saved model {path} of {summary_path} not found (also looked for {alt})")
-
-
 _NOT_FROM_SAVED = ("device", "data_path", "results_dir", "hyper_parameters", "model", "dataset")
 
 
@@ -461,7 +449,7 @@ def per_user_test(summary_path: str, combo: Dict, data_path: Optional[str] = Non
                 return {k: z[k] for k in z.files}
         except Exception as exc:  # a damaged cache is recomputed
             logger.warning("per-user cache %s unreadable (%s); recomputing", cache, exc)
-    out = _evaluate_saved(_model_file(combo, summary_path), combo, data_path, splits or _Splits())
+    out = _evaluate_saved(resolve_model_path(combo, summary_path), combo, data_path, splits or _Splits())
     with atomic_path(cache) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **out)

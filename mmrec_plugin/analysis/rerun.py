@@ -40,7 +40,9 @@ def find_combination(results: Dict, which: str = "best") -> Dict:
     return hits[0]
 
 
-def _resolve_model_path(combo: Dict, results_path: str) -> str:
+def resolve_model_path(combo: Dict, results_path: str) -> str:
+    """The saved model file of ``combo``: its ``model_path``, or, for a results folder moved
+    elsewhere, the file of that name in ``models/`` next to ``results_path``."""
     path = combo.get("model_path")
     if not path:
         raise UserError(f"combination {combo.get('id')} has no saved model (model_path is empty; "
@@ -128,7 +130,7 @@ def analyze_results(
         raise UserError(f"--split must be test or valid, got {split!r}")
     results = load_results(results_path)
     combo = find_combination(results, combination)
-    model_path = _resolve_model_path(combo, results_path)
+    model_path = resolve_model_path(combo, results_path)
     saved = _torch_load(model_path)
     if not isinstance(saved, dict) or "state_dict" not in saved:
         raise DataError(f"{model_path}: expected a dict with 'state_dict' and 'config'")
