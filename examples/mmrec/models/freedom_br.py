@@ -16,8 +16,9 @@ instead of FREEDOM's own (fused BPR + reg_weight x modality BPR). Per-modality
 representation: the user's FREEDOM representation paired with the projected item features
 ``text_trs(t_feat)`` / ``image_trs(v_feat)`` (the modality scores FREEDOM's own modality BPR
 trains); the fused score is FREEDOM's ``<user, item>``. The objective's keys and defaults are
-BRMRS's (``FREEDOM_BR.yaml``). The terms are returned as a tuple (MMRec sums them and logs
-each).
+BRMRS's (``FREEDOM_BR.yaml``). ``calculate_loss`` returns the sum of the terms, a scalar
+(MMRec's trainer drops its "epoch N training" log line for a tuple); the named terms stay in
+``self.last_loss_terms``.
 """
 from models.freedom import FREEDOM  # MMRec's model, imported from the checkout at run time
 
@@ -40,4 +41,6 @@ class FREEDOM_BR(FREEDOM):
         user_all, item_all = self.forward(self.masked_adj)
         u = user_all[users]
         branches = {"text": (u, self.text_trs(self.t_feat)), "visual": (u, self.image_trs(self.v_feat))}
-        return tuple(self.br(users, pos, neg, branches, fused=(u, item_all)).values())
+        terms = self.br(users, pos, neg, branches, fused=(u, item_all))
+        self.last_loss_terms = {k: v.detach() for k, v in terms.items()}
+        return sum(terms.values())
