@@ -137,6 +137,8 @@ class BRMRSConfig:
     syn_margin: float = key(float, gt=0.0)
     syn_detach: bool = key(bool)
     bpr_weight: float = key(float, ge=0.0)
+    pool_softmax_weight: float = key(float, ge=0.0)
+    pool_softmax_temperature: float = key(float, gt=0.0)
     # -- model-side terms --
     reg_weight: float = key(float, ge=0.0)
     nce_weight: float = key(float, ge=0.0)
@@ -152,9 +154,9 @@ class BRMRSConfig:
             else:
                 value = check_value(f.name, value, kind, **f.metadata["checks"])
             object.__setattr__(self, f.name, value)
-        if self.chns_weight + self.syn_weight + self.bpr_weight == 0:
-            raise ConfigError("chns_weight, syn_weight, bpr_weight: all are 0, so nothing trains the "
-                              "ranking; set at least one > 0")
+        if self.chns_weight + self.syn_weight + self.bpr_weight + self.pool_softmax_weight == 0:
+            raise ConfigError("chns_weight, syn_weight, bpr_weight, pool_softmax_weight: all are 0, so "
+                              "nothing trains the ranking; set at least one > 0")
 
     @classmethod
     def from_config(cls, config, keys=None) -> "BRMRSConfig":

@@ -15,6 +15,11 @@ Notation: ``s_m(u, i)`` is the score of branch ``m``; ``softplus(-x) = -log sigm
 
   With ``detach=True`` no gradient flows through ``max_m Δ_m``: the loss cannot be lowered by
   making the unimodal branches worse.
+- Pool softmax (sampled softmax of the positive against the candidate pool ``P(u)``,
+  temperature ``tau``)::
+
+      L_pool = mean_b -log softmax([s(u,i+), s(u,j) for j in P(u)] / tau)[0]
+
 - InfoNCE between paired rows ``a_k, b_k`` (cosine similarity, temperature ``tau``)::
 
       L_nce(a, b) = -mean_k log softmax_l( cos(a_k, b_l) / tau )[k]
@@ -32,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["bpr_loss", "chns_loss", "synergy_bpr_loss", "info_nce", "orthogonality"]
+__all__ = ["bpr_loss", "chns_loss", "synergy_bpr_loss", "pool_softmax_loss", "info_nce", "orthogonality"]
 
 
 def bpr_loss(pos: Tensor, neg: Tensor) -> Tensor:
@@ -65,6 +70,13 @@ def synergy_bpr_loss(d_f: Tensor, d_branches: Sequence[Tensor], margin: float, d
     if detach:
         best = best.detach()
     return F.softplus(-(d_f - best - margin)).mean()
+
+
+def pool_softmax_loss(pos: Tensor, pool: Tensor, temperature: float) -> Tensor:
+    """``mean_b -log softmax([pos_b, pool_b] / temperature)[0]``: the positive's scores ``[B]``
+    against the pool's ``[B, P]``."""
+    logits = torch.cat([pos.unsqueeze(1), pool], dim=1) / temperature
+    return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
 
 
 def info_nce(a: Tensor, b: Tensor, temperature: float, symmetric: bool = True) -> Tensor:

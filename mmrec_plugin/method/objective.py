@@ -36,6 +36,7 @@ Per batch ``(u, i+, i-)`` (``i-``: the framework's uniform negative), with ``Δ_
     chns = w_chns(epoch) * mean_b sum_m softplus(-(s_m(u, i+) - s_m(u, n_m)))
     syn  = syn_weight  * mean_b softplus(-(Δ_f - max_m Δ_m - syn_margin))   (max detached if syn_detach)
     bpr  = bpr_weight  * mean_b softplus(-Δ_f)
+    pool = pool_softmax_weight * mean_b -log softmax([s_f(u, i+), s_f(u, j) for j in pool] / pool_softmax_temperature)[0]
     branch_bpr = branch_bpr_weight * mean_b sum_m softplus(-Δ_m)
 
 ``w_chns(epoch)`` is 0 before epoch ``chns_warmup``, then ``chns_weight * chns_decay **
@@ -51,8 +52,9 @@ item the OTHER branches score highest; for two modalities the paper's eq. 10-11)
 the pool scores by ``chns_hardness`` (argmax, a softmax draw at ``chns_temperature``, or a
 uniform draw among the ``chns_topk`` best); with ``chns_guard`` a pool item a branch scores
 above the positive is not that branch's candidate. Pool scores are computed without
-gradients. A term whose weight is 0 is left out (and not computed). The returned dict is
-ordered ``chns, syn, bpr, branch_bpr``.
+gradients for CHNS; the ``pool`` term (a sampled softmax of the fused score over the same pool)
+scores them again with gradients. A term whose weight is 0 is left out (and not computed).
+The returned dict is ordered ``chns, syn, bpr, pool, branch_bpr``.
 """
 from __future__ import annotations
 
@@ -64,7 +66,7 @@ from torch import Tensor, nn
 
 from mmrec_plugin.sparse import binarize, pair_scores
 
-from .losses import bpr_loss, chns_loss, synergy_bpr_loss
+from .losses import bpr_loss, chns_loss, pool_softmax_loss, synergy_bpr_loss
 from .pools import _train_codes, sample_candidate_pool, select_negatives
 
 __all__ = ["BRObjective", "OBJECTIVE_KEYS", "Branch", "score_items"]
@@ -72,7 +74,8 @@ __all__ = ["BRObjective", "OBJECTIVE_KEYS", "Branch", "score_items"]
 #: the config keys the objective reads (same names and defaults as BRMRS)
 OBJECTIVE_KEYS = ("pool_size", "neg_strategy", "chns_hardness", "chns_temperature", "chns_topk",
                   "chns_warmup", "chns_decay", "chns_guard", "chns_weight", "syn_weight", "syn_margin",
-                  "syn_detach", "bpr_weight", "branch_bpr_weight")
+                  "syn_detach", "bpr_weight", "pool_softmax_weight", "pool_softmax_temperature",
+                  "branch_bpr_weight")
 
 Scorer = Callable[[Tensor], Tensor]
 Branch = Union[Tuple[Tensor, Tensor], Scorer]
@@ -158,10 +161,12 @@ class BRObjective(nn.Module):
                                      self.n_items, train_codes=self.train_codes)
 
     def negatives(self, users: Tensor, branches: Mapping[str, Branch],
-                  fused: Optional[Branch] = None, pos: Optional[Tensor] = None) -> Dict[str, Tensor]:
-        """Branch name -> its hard negative ``[B]`` (a fresh pool, scored without gradients;
-        ``pos``, the positives, is read by ``chns_guard``)."""
-        pool = self.candidate_pool(users)
+                  fused: Optional[Branch] = None, pos: Optional[Tensor] = None,
+                  pool: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """Branch name -> its hard negative ``[B]`` (from ``pool`` ``[B, pool_size]``, or a fresh
+        pool, scored without gradients; ``pos``, the positives, is read by ``chns_guard``)."""
+        if pool is None:
+            pool = self.candidate_pool(users)
         if self.neg_strategy == "uniform":
             return select_negatives("uniform", dict.fromkeys(branches), pool)
         with torch.no_grad():
@@ -178,7 +183,7 @@ class BRObjective(nn.Module):
     # -- the objective ---------------------------------------------------------------------
     def forward(self, users: Tensor, pos: Tensor, neg: Tensor, branches: Mapping[str, Branch],
                 fused: Optional[Branch] = None) -> Dict[str, Tensor]:
-        """The weighted terms ``{'chns', 'syn', 'bpr', 'branch_bpr'}`` (those with weight > 0
+        """The weighted terms ``{'chns', 'syn', 'bpr', 'pool', 'branch_bpr'}`` (those with weight > 0
         and, for ``chns``, active at this epoch), scalars.
 
         Args:
@@ -191,10 +196,12 @@ class BRObjective(nn.Module):
         names = list(branches)
         terms: Dict[str, Tensor] = {}
         chns = self.chns_active()
-        need_fused = self.syn_weight > 0 or self.bpr_weight > 0
+        soft = self.pool_softmax_weight > 0
+        need_fused = self.syn_weight > 0 or self.bpr_weight > 0 or soft
         cols = [pos, neg] if need_fused or self.branch_bpr_weight > 0 else [pos]
+        pool = self.candidate_pool(users) if chns or soft else None
         if chns:
-            hard = self.negatives(users, branches, fused, pos)
+            hard = self.negatives(users, branches, fused, pos, pool=pool)
         # one scoring call per branch for all its items: [pos, (neg,) own hard negative]
         s = {}
         for m in names:
@@ -213,6 +220,11 @@ class BRObjective(nn.Module):
                                                                   self.syn_detach)
             if self.bpr_weight > 0:
                 terms["bpr"] = self.bpr_weight * bpr_loss(f_pos, f_neg)
+            if soft:
+                f_pool = _sum(score_items(branches[m], pool) for m in names) if fused is None \
+                    else score_items(fused, pool)
+                terms["pool"] = self.pool_softmax_weight * pool_softmax_loss(f_pos, f_pool,
+                                                                             self.pool_softmax_temperature)
         if self.branch_bpr_weight > 0:  # each unimodal branch on the framework's uniform negative
             terms["branch_bpr"] = self.branch_bpr_weight * _sum(bpr_loss(s[m][0], s[m][1]) for m in names)
         return terms

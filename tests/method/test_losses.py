@@ -9,6 +9,7 @@ from mmrec_plugin.method.losses import (
     chns_loss,
     info_nce,
     orthogonality,
+    pool_softmax_loss,
     synergy_bpr_loss,
 )
 
@@ -38,6 +39,17 @@ def test_chns_hand_value():
     got3 = chns_loss([torch.tensor([2.0, 0.0]), torch.tensor([0.0, 1.0]), torch.tensor([1.0, 1.0])],
                      [torch.tensor([1.0, 0.0]), torch.tensor([1.0, 3.0]), torch.tensor([0.0, 2.0])])
     assert got3.item() == pytest.approx(want + (sp(-1.0) + sp(1.0)) / 2, rel=1e-6)
+
+
+def test_pool_softmax_hand_value():
+    # row 0: positive 1 against pool [0, 2]; row 1: positive 0 against pool [0, 0]; tau 0.5
+    got = pool_softmax_loss(torch.tensor([1.0, 0.0]), torch.tensor([[0.0, 2.0], [0.0, 0.0]]), 0.5)
+    row0 = -math.log(math.exp(2.0) / (math.exp(2.0) + math.exp(0.0) + math.exp(4.0)))
+    row1 = math.log(3.0)
+    assert got.item() == pytest.approx((row0 + row1) / 2, rel=1e-6)
+    # stable far from zero: a positive 1000 above every pool item costs nothing
+    assert pool_softmax_loss(torch.tensor([1000.0]), torch.tensor([[0.0, -5.0]]), 1.0).item() == \
+        pytest.approx(0.0, abs=1e-12)
 
 
 def test_synergy_hand_value():
