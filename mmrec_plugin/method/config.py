@@ -114,6 +114,7 @@ class BRMRSConfig:
     n_ui_layers: int = key(int, ge=0)
     n_ii_layers: int = key(int, ge=0)
     n_uu_layers: int = key(int, ge=0)
+    edge_dropout: float = key(float, ge=0.0, lt=1.0)
     ii_knn_k: int = key(int, ge=1)
     ii_co_weight: float = key(float, ge=0.0, le=1.0)
     uu_knn_k: int = key(int, ge=1)

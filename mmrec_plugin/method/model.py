@@ -6,7 +6,9 @@ user embedding ``E_u^(m)``, projection ``W_m`` and (``item_id_in_channels``) ite
 embedding; its layer-0 item input is ``h_i^(m) = W_m x_i^(m) (+ e_i^(m))``.
 
 All channels share the graphs (LightGCN over ``G_ui``, then ``q <- q + G_ii^L q`` and
-``p <- p + G_uu^L p``) and propagate together as one ``[N, M d]`` matrix (linear and
+``p <- p + G_uu^L p``; with ``edge_dropout`` > 0, training propagates over the epoch's pruned
+``G_ui``, drawn by :meth:`BRMRSNet.start_epoch` with FREEDOM's degree-sensitive rule, and
+evaluation over the full one) and propagate together as one ``[N, M d]`` matrix (linear and
 column-wise: the same as M propagations at the cost of one sparse pass). The branch
 representations ``p^(m), q^(m)`` are column blocks of the result; the fused ones are
 ``phi(p^(1..M))``, ``phi(q^(1..M))`` (:class:`~mmrec_plugin.method.fusion.Fusion`).
@@ -28,6 +30,7 @@ import time
 from typing import Dict, List, Mapping, Optional
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -43,7 +46,7 @@ from .objective import BRObjective
 from .probe import cached_graph_weights, weight_candidates
 from .propagation import channel_blocks, smooth, smooth_rows
 
-__all__ = ["ModalityChannel", "BRMRSNet", "SHORT_NAMES", "upgrade_v01_state_dict"]
+__all__ = ["ModalityChannel", "BRMRSNet", "SHORT_NAMES", "prune_interactions", "upgrade_v01_state_dict"]
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +138,8 @@ class BRMRSNet(nn.Module):
         })
         self.fusion = Fusion(cfg.fusion, d, len(names))
         self.objective = BRObjective(inter, cfg)
+        self._inter = inter
+        self.adj_ui_train: Optional[Tensor] = None  # this epoch's pruned G_ui (edge_dropout > 0)
         self._eval_cache = None
         self.to(device)
         self.reset_parameters()
@@ -191,6 +196,15 @@ class BRMRSNet(nn.Module):
         self.fusion.reset_parameters()
         self._eval_cache = None
 
+    # -- epochs -----------------------------------------------------------------------------
+    def start_epoch(self) -> None:
+        """Call once before every training epoch: the objective counts it (CHNS warm-up and
+        decay) and, with ``edge_dropout`` > 0, this epoch's pruned ``G_ui`` is drawn."""
+        self.objective.start_epoch()
+        if self.cfg.edge_dropout > 0:
+            kept = prune_interactions(self._inter, self.cfg.edge_dropout)
+            self.adj_ui_train = to_torch_csr(bipartite_csr(kept), self.adj_ui.device)
+
     # -- encoder ----------------------------------------------------------------------------
     def layer0(self) -> Tensor:
         """Layer-0 embeddings ``[n_users + n_items, M d]`` (channel blocks in name order)."""
@@ -202,7 +216,8 @@ class BRMRSNet(nn.Module):
         rows are smoothed), items ``[n_items, M d]``, and ``sum_{r in l2_rows} ||x0_r||^2``
         (None without ``l2_rows``; its gradient is folded into the propagation's)."""
         cfg = self.cfg
-        out, l2 = lightgcn_l2(self.adj_ui, x0, cfg.n_ui_layers, l2_rows, symmetric=True)
+        adj = self.adj_ui_train if self.training and self.adj_ui_train is not None else self.adj_ui
+        out, l2 = lightgcn_l2(adj, x0, cfg.n_ui_layers, l2_rows, symmetric=True)
         # split, not two slices: one backward concatenation instead of two zero-filled gradients
         p, q = out.split([self.n_users, self.n_items])
         q = smooth(self.adj_ii, q, cfg.n_ii_layers, symmetric=True)
@@ -288,6 +303,21 @@ class BRMRSNet(nn.Module):
         """Scores ``[B, n_items]`` per branch: ``'t'``/``'v'`` for text/visual (other modalities
         by name) and ``'f'`` for the fused branch."""
         return {SHORT_NAMES.get(m, m): torch.matmul(p[users], q.t()) for m, (p, q) in self.representations().items()}
+
+
+def prune_interactions(inter, dropout: float, generator: Optional[torch.Generator] = None):
+    """Degree-sensitive edge pruning (FREEDOM, Zhou & Shen 2023): ``floor((1 - dropout) |E|)``
+    of the training interactions ``inter`` (binarised scipy CSR), drawn without replacement
+    with probability proportional to ``1 / sqrt(d_u d_i)`` (training degrees), so edges
+    between high-degree nodes go first. Returns the kept interactions as a scipy CSR of the
+    same shape (torch's generator: reproducible under the run's seed)."""
+    coo = inter.tocoo()
+    d_u = np.asarray(inter.sum(axis=1), dtype=np.float64).ravel()
+    d_i = np.asarray(inter.sum(axis=0), dtype=np.float64).ravel()
+    w = torch.from_numpy(1.0 / np.sqrt(d_u[coo.row] * d_i[coo.col]))
+    n_keep = int(coo.nnz * (1.0 - dropout))
+    keep = torch.multinomial(w, n_keep, replacement=False, generator=generator).numpy()
+    return sp.csr_matrix((np.ones(n_keep, dtype=np.float32), (coo.row[keep], coo.col[keep])), shape=inter.shape)
 
 
 def upgrade_v01_state_dict(state: dict, src: str = "", dst: str = "") -> dict:

@@ -61,7 +61,7 @@ class BRMRS(GeneralRecommender):
             upgrade_v01_state_dict(state, prefix, prefix + "net.")
 
     def pre_epoch_processing(self):
-        self.net.objective.start_epoch()  # (CHNS warm-up and decay count epochs)
+        self.net.start_epoch()  # (CHNS warm-up / decay count epochs; edge_dropout draws G_ui)
 
     def calculate_loss(self, interaction):
         """The loss (a scalar: MMRec's trainer logs a tuple without its epoch line); the named
