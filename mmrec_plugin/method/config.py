@@ -88,6 +88,13 @@ def _from_yaml(cls):
 def _modality_weights(value):
     if value == "auto":  # chosen by the inner-validation probe (method.probe)
         return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # what one combination gets when the old list form [beta_v, beta_t] is given on the
+        # command line: with the string default `auto` the host reads a list as a grid
+        raise ConfigError(
+            f"config key 'modality_weights' must be a mapping modality -> weight or auto, got a "
+            f"single number {value!r} (on the command line a list is a grid: write the mapping, "
+            f"e.g. --modality_weights '{{text: 0.8, visual: 0.2}}' for the old [0.2, 0.8])")
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
             raise ConfigError(

@@ -117,11 +117,27 @@ def test_command_line_conveniences(toy):
     assert len(expand_grid(c)) == 1 * 2 * 1 * 2
 
 
-def test_a_list_for_a_mapping_key_is_a_plain_value(tmp_path):
-    """BRMRS's modality_weights default is a mapping; its old list form on the command line
-    is a value (converted by the model), not a grid."""
+def test_a_list_for_a_mapping_key_is_a_plain_value(toy, monkeypatch):
+    """A key whose default is a mapping: a list on the command line is a value (the model
+    converts or rejects it), not a grid."""
+    yml = _write(toy["tmp"] / "MapToy.yaml", "weights: {a: 0.5, b: 0.5}\nreg_weight: [0.1]\n"
+                                              "hyper_parameters: [reg_weight]\n")
+    registry.register_model("MapToy", _Toy, config_path=yml)
+    c = Config("MapToy", "dsx", config_dict={"data_path": toy["data"], "weights": [0.2, 0.8]})
+    assert c["weights"] == [0.2, 0.8] and "weights" not in c["hyper_parameters"]
+
+
+def test_brmrs_old_list_form_on_the_command_line_is_one_clear_error(tmp_path):
+    """BRMRS's modality_weights default is the string auto, so the 0.1 list form [beta_v,
+    beta_t] on the command line becomes a grid of single numbers; each is rejected with the
+    mapping to write instead (not silently read as some other weights)."""
+    from mmrec_plugin.method.config import BRMRSConfig
     c = Config("BRMRS", "demo", config_dict={"data_path": str(tmp_path), "modality_weights": [0.2, 0.8]})
-    assert c["modality_weights"] == [0.2, 0.8] and "modality_weights" not in c["hyper_parameters"]
+    assert c["modality_weights"] == [0.2, 0.8] and "modality_weights" in c["hyper_parameters"]
+    combo = dict(expand_grid(c)[0])
+    assert combo["modality_weights"] == 0.2
+    with pytest.raises(ConfigError, match=r"single number 0\.2.*\{text: 0\.8, visual: 0\.2\}"):
+        BRMRSConfig.from_config(combo)
 
 
 def test_dataset_without_yaml_gets_mmrec_default_keys(tmp_path, toy):

@@ -95,7 +95,7 @@ def test_yaml_declares_every_key_with_the_config_defaults():
         assert key in grid and isinstance(y[key], list)
     for key, value in y.items():
         assert getattr(default, key) == (value[0] if key in grid else value), key
-    assert default.modality_weights == {"text": 0.9, "visual": 0.1}
+    assert default.modality_weights == "auto" and default.n_ui_layers == 3
     # every combination of the shipped grid is a valid config
     for combo in itertools.product(*(y[k] for k in grid)):
         BRMRSConfig(**dict(zip(grid, combo)))
@@ -109,6 +109,8 @@ def test_yaml_declares_every_key_with_the_config_defaults():
     ("pool_size", 0, "pool_size"),
     ("ii_knn_k", 0, "ii_knn_k"),
     ("modality_weights", [1.0], "modality_weights"),
+    ("modality_weights", 0.2, "single number 0.2 .*--modality_weights '{text: 0.8, visual: 0.2}'"),
+    ("modality_weights", "autos", "modality_weights"),
     ("modality_weights", {"text": -1.0, "visual": 0.1}, "modality_weights.text"),
     ("syn_detach", "yes", "syn_detach"),
     ("proj_bf16", 1, "proj_bf16"),
@@ -363,8 +365,11 @@ def test_three_modalities_from_feature_files(tmp_path):
     inter = _tiny(tmp_path)
     np.save(tmp_path / "tiny" / "audio_feat.npy", np.random.default_rng(1).normal(size=(30, 3)).astype(np.float32))
     files = {"visual": "image_feat.npy", "text": "text_feat.npy", "audio": "audio_feat.npy"}
-    with pytest.raises(ConfigError, match="modality_weights.*audio"):
-        brmrs.BRMRS(_config(tmp_path, feature_files=files), FakeLoader(inter))
+    with pytest.raises(ConfigError, match="modality_weights.*audio"):  # a mapping must name all three
+        brmrs.BRMRS(_config(tmp_path, feature_files=files, modality_weights={"text": 0.9, "visual": 0.1}),
+                    FakeLoader(inter))
+    auto = brmrs.BRMRS(_config(tmp_path, feature_files=files), FakeLoader(inter))  # the default: auto
+    assert set(auto.net.graph_weights["modality_weights"]) == {"audio", "text", "visual"}
     torch.manual_seed(0)
     weights = {"text": 0.5, "visual": 0.2, "audio": 0.3}
     model = brmrs.BRMRS(_config(tmp_path, feature_files=files, modality_weights=weights), FakeLoader(inter))
