@@ -95,7 +95,7 @@ def test_yaml_declares_every_key_with_the_config_defaults():
         assert key in grid and isinstance(y[key], list)
     for key, value in y.items():
         assert getattr(default, key) == (value[0] if key in grid else value), key
-    assert default.modality_weights == "auto" and default.n_ui_layers == 3
+    assert default.modality_weights == "auto" and default.n_ui_layers == 3 and default.edge_dropout == 0.5
     # every combination of the shipped grid is a valid config
     for combo in itertools.product(*(y[k] for k in grid)):
         BRMRSConfig(**dict(zip(grid, combo)))
@@ -393,7 +393,11 @@ def test_graph_cache_is_used_on_rebuild(tmp_path, caplog):
     assert "item" in caplog.text and "cache miss" in caplog.text
 
 
-def test_short_training_run_with_host_lowers_loss_and_beats_random(tmp_path):
+@pytest.mark.parametrize("edge_dropout,loss_ratio", [(0.0, 0.8), (0.5, 0.9)])
+def test_short_training_run_with_host_lowers_loss_and_beats_random(tmp_path, edge_dropout, loss_ratio):
+    """8 epochs on synthetic data: the loss falls and test recall beats a random ranking. With
+    the default edge_dropout 0.5 the loss is computed over a freshly pruned G_ui every epoch,
+    so it falls more slowly (8 epochs here: -19% vs -26%) and gets the looser bound."""
     import mmrec_plugin.host.trainer as host
     from mmrec_plugin.data.synthetic import generate
     from mmrec_plugin.host.dataloader import EvalDataLoader, TrainDataLoader
@@ -404,7 +408,8 @@ def test_short_training_run_with_host_lowers_loss_and_beats_random(tmp_path):
                   embedding_size=16, epochs=8, eval_step=8, stopping_step=5, learner="adam",
                   learning_rate=0.01, learning_rate_scheduler=[1.0, 50], weight_decay=0.0,
                   metrics=["Recall", "NDCG"], topk=[10, 20], valid_metric="Recall@20", seed=1,
-                  train_batch_size=256, eval_batch_size=512, uu_knn_k=10, ii_knn_k=5)
+                  train_batch_size=256, eval_batch_size=512, uu_knn_k=10, ii_knn_k=5,
+                  edge_dropout=edge_dropout)
     torch.manual_seed(1)
     data = RecDataset(cfg)
     train, valid, test = data.split()
@@ -414,7 +419,7 @@ def test_short_training_run_with_host_lowers_loss_and_beats_random(tmp_path):
     _, _, test_result = trainer.fit(train_loader, EvalDataLoader(cfg, valid, train, 512),
                                     EvalDataLoader(cfg, test, train, 512), verbose=False)
     losses = [h["loss"] for h in trainer.history]
-    assert losses[-1] < 0.8 * losses[0]
+    assert losses[-1] < loss_ratio * losses[0], losses
     # random ranking: expected Recall@20 = 20 / (items left after masking) per user
     tr = train.inter_matrix(form="csr")
     left = 120 - np.diff(tr.indptr)
@@ -484,8 +489,8 @@ def test_chns_warmup_and_branch_bpr(tmp_path):
         m = brmrs.BRMRS(_config(tmp_path, **over), FakeLoader(inter))
         out = []
         for _ in range(3):  # epochs 0, 1, 2
+            torch.manual_seed(5)  # (before: edge_dropout draws this epoch's G_ui from the same stream)
             m.pre_epoch_processing()
-            torch.manual_seed(5)
             out.append(float(m.calculate_loss(batch).detach()))
         return m, out
 
@@ -497,7 +502,9 @@ def test_chns_warmup_and_branch_bpr(tmp_path):
     _, dec = loss(chns_decay=0.5)
     assert dec[2] == pytest.approx(off[2] + 0.25 * (on[2] - off[2]), rel=1e-5)
     # branch BPR adds softplus(-(s_m(u,i+) - s_m(u,i-))) of each unimodal branch
-    m, with_b = loss(chns_weight=0.0, branch_bpr_weight=0.5)
+    # (on the full G_ui, which the reference below propagates over in eval mode)
+    _, off_full = loss(chns_weight=0.0, edge_dropout=0.0)
+    m, with_b = loss(chns_weight=0.0, branch_bpr_weight=0.5, edge_dropout=0.0)
     assert tuple(m.last_loss_terms) == ("syn", "bpr", "branch_bpr", "reg")
     with torch.no_grad():
         m.eval()
@@ -508,7 +515,7 @@ def test_chns_warmup_and_branch_bpr(tmp_path):
     for sl in (slice(0, d), slice(d, 2 * d)):
         diff = (p[u, sl] * q[i, sl]).sum(-1) - (p[u, sl] * q[j, sl]).sum(-1)
         extra += float(torch.nn.functional.softplus(-diff).mean())
-    assert with_b[0] == pytest.approx(off[0] + 0.5 * extra, rel=1e-5)
+    assert with_b[0] == pytest.approx(off_full[0] + 0.5 * extra, rel=1e-5)
 
 
 def test_modality_weights_auto_uses_the_probe_choice(tmp_path):
