@@ -117,7 +117,7 @@ def test_command_line_conveniences(toy):
     assert len(expand_grid(c)) == 1 * 2 * 1 * 2
 
 
-def test_a_list_for_a_mapping_key_is_a_plain_value(toy, monkeypatch):
+def test_a_list_for_a_mapping_key_is_a_plain_value(toy):
     """A key whose default is a mapping: a list on the command line is a value (the model
     converts or rejects it), not a grid."""
     yml = _write(toy["tmp"] / "MapToy.yaml", "weights: {a: 0.5, b: 0.5}\nreg_weight: [0.1]\n"
