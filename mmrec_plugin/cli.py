@@ -46,6 +46,8 @@ SUBCOMMANDS: Dict[str, Tuple[str, str, str, str]] = {
               "run a named study (ablations, sweeps, synthetic experiments)"),
     "compare": ("mmrec_plugin.analysis.compare_cli", "add_arguments", "run",
                 "variants x seeds: mean +- sd tables, paired tests vs a baseline, plots"),
+    "recommend": ("mmrec_plugin.recommend", "add_arguments", "run",
+                  "top-K recommendations of a trained model (CSV or JSON lines)"),
     "install": ("mmrec_plugin.bridge.cli", "add_install_arguments", "run_install",
                 "install the BRMRS model into an MMRec checkout"),
     "uninstall": ("mmrec_plugin.bridge.cli", "add_uninstall_arguments", "run_uninstall",
@@ -324,7 +326,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         (sys.stdout if argv else sys.stderr).write(_top_help())
         return 0 if argv else 2
     if argv[0] == "--version":
-        from mmrec_plugin import __version__
+        from mmrec_plugin.version import __version__
 
         print(f"{PROG} {__version__}")
         return 0

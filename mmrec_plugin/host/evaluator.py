@@ -158,15 +158,18 @@ def topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
 MASKED = -1e10
 
 
-def rank_batch(model, batch, k: int) -> torch.Tensor:
+def rank_batch(model, batch, k: int, with_scores: bool = False):
     """``LongTensor[B, k]`` (CPU): the ``k`` best items of each user of an evaluation batch
     ``[users, mask]`` under ``model.full_sort_predict``, with the ``mask`` (row, item) pairs
-    set to :data:`MASKED` first. The one ranking rule: evaluation, per-user analysis and
-    recommendations all call it."""
+    set to :data:`MASKED` first (with ``with_scores``: also their scores, ``[B, k]``). The one
+    ranking rule: evaluation, per-user analysis and recommendations all call it."""
     scores = model.full_sort_predict(batch)
     mask = batch[1]
     scores[mask[0], mask[1]] = MASKED
-    return topk_indices(scores, min(int(k), scores.shape[1])).cpu()
+    values, top = topk_rows(scores, min(int(k), scores.shape[1]))
+    if with_scores:
+        return top.cpu(), values.detach().float().cpu()
+    return top.cpu()
 
 
 def rank_loader(model, eval_loader, k: int):

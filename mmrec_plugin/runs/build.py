@@ -143,6 +143,41 @@ class Run:
         out["users"] = np.asarray(loader.eval_users, dtype=np.int64)
         return out
 
+    def rank(self, users: np.ndarray, k: int, mask, batch_size: Optional[int] = None,
+             progress: Optional[Callable[[int], None]] = None):
+        """The ``k`` best items of ``users`` (dataset ids) with the (user, item) pairs of the
+        scipy CSR ``mask`` excluded, ranked as the trainer ranks
+        (:func:`~mmrec_plugin.host.evaluator.rank_batch`), in batches of ``batch_size`` users
+        (default ``eval_batch_size``): ``(items int64[n, k], scores float32[n, k])``; a user
+        with fewer than ``k`` items left gets item -1 and score NaN in the remaining places.
+        ``progress(done)`` is called after every batch."""
+        import torch
+
+        from mmrec_plugin.host.evaluator import MASKED, rank_batch
+
+        users = np.asarray(users, dtype=np.int64)
+        bs = int(batch_size or self.config["eval_batch_size"])
+        device = self.config["device"]
+        items = np.empty((len(users), k), dtype=np.int64)
+        scores = np.empty((len(users), k), dtype=np.float32)
+        self.model.eval()
+        with torch.no_grad():
+            for start in range(0, len(users), bs):
+                ub = users[start:start + bs]
+                sub = mask[ub]
+                rows = np.repeat(np.arange(len(ub), dtype=np.int64), np.diff(sub.indptr))
+                cols = sub.indices.astype(np.int64)
+                batch = [torch.as_tensor(ub, device=device),
+                         torch.as_tensor(np.stack([rows, cols]), device=device)]
+                top, val = rank_batch(self.model, batch, k, with_scores=True)
+                items[start:start + len(ub)] = top.numpy()
+                scores[start:start + len(ub)] = val.numpy()
+                if progress is not None:
+                    progress(start + len(ub))
+        padded = scores <= MASKED / 2
+        items[padded], scores[padded] = -1, np.nan
+        return items, scores
+
     def fit(self, on_eval: Optional[Callable] = None, on_epoch: Optional[Callable] = None):
         """Train (early stopping on valid); returns the trainer's ``(score, valid, test)``."""
         return self.trainer.fit(self.train_data, self.valid_data, self.test_data, on_eval=on_eval,

@@ -130,7 +130,7 @@ def provenance(config, model_cls: Optional[type] = None, started: Optional[str] 
     """Where a result comes from (module docstring); ``finished`` is set when it is called."""
     import torch
 
-    from mmrec_plugin import __version__
+    from mmrec_plugin.version import __version__
 
     return {
         "package": __version__, "code": code_digest(model_cls),
@@ -195,7 +195,7 @@ def select(records: Iterable[Dict], metric: str) -> Optional[Dict]:
 
 def summary_dict(config, records: List[Dict], n_total: int, json_path: str) -> Dict[str, Any]:
     """The JSON summary of a grid (see :mod:`mmrec_plugin.runs.grid`)."""
-    from mmrec_plugin import __version__
+    from mmrec_plugin.version import __version__
 
     metric = config.valid_metric_key
     return {

@@ -78,3 +78,10 @@ class BRMRS(GeneralRecommender):
 
     def branch_scores(self, users):
         return self.net.branch_scores(users)
+
+    def embeddings(self):
+        """Branch -> ``(users [n_users, d], items [n_items, d])`` whose products are the branch's
+        scores: each modality by name and ``fused`` (what ranks)."""
+        reps = dict(self.net.representations())
+        reps["fused"] = reps.pop("f")
+        return reps
