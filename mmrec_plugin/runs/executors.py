@@ -7,12 +7,13 @@ in flight, and commits each result in this process when it comes back (this proc
 the claims and is the only writer of the results folder). An executor only trains:
 
 - :class:`Sequential`: one combination after another in this process (``--workers 1``);
-- :class:`ProcessPool`: ``workers`` single-threaded worker processes on this machine (the
-  default: ``min(cores // threads, combinations)``). Each worker trains a combination with
-  :func:`~mmrec_plugin.runs.build.train_one` (writing its epoch checkpoints) and returns the
-  record and the model payload. Results equal the sequential run's (each combination seeds
-  its own generators). A worker that dies is retried (bounded) and then left for a rerun; a
-  worker that outlives its parent (``kill -9`` of the run) stops itself.
+- :class:`ProcessPool`: up to ``workers`` single-threaded worker processes on this machine at
+  once (the default: ``min(cores // threads, combinations)``), one per combination. Each
+  trains its combination with :func:`~mmrec_plugin.runs.build.train_one` (writing its epoch
+  checkpoints) and returns the record and the model payload. Results equal the sequential
+  run's (each combination seeds its own generators). A worker that dies is retried
+  (bounded) and then left for a rerun; a worker that outlives its parent (``kill -9`` of the
+  run) stops itself.
 """
 from __future__ import annotations
 
@@ -129,8 +130,51 @@ def _worker_init(level: int, log_path: Optional[str], parent: int, threads: int)
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
+def _child(task: Task, conn, level: int, log_path: Optional[str], parent: int, threads: int) -> None:
+    """A worker process: train one task, send back ``('ok', (record, payload))`` or
+    ``('error', exception, traceback text)``."""
+    _worker_init(level, log_path, parent, threads)
+    try:
+        record, payload = train_task(task)
+        # tensors as bytes: torch's own pickling shares memory that ends with this process
+        out = ("ok", (record, None if payload is None else _to_bytes(payload)))
+    except BaseException as exc:  # (sent to the parent, which raises it)
+        import traceback
+
+        out = ("error", exc, traceback.format_exc())
+    try:
+        conn.send(out)
+    except Exception as exc:  # an exception that does not pickle: its text
+        conn.send(("error", RuntimeError(str(exc)), ""))
+    conn.close()
+
+
+def _to_bytes(payload) -> bytes:
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()
+
+
+def _from_bytes(data: bytes):
+    import io
+
+    import torch
+
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+class _Job:
+    def __init__(self, process, conn, task: Task):
+        self.process, self.conn, self.task = process, conn, task
+
+
 class ProcessPool:
-    """Train on ``workers`` local worker processes (spawned, ``threads`` torch threads each)."""
+    """Train on up to ``workers`` local worker processes at once (spawned, ``threads`` torch
+    threads each): one process per combination, so a worker that dies is known exactly."""
 
     local = True
     pruning = False
@@ -139,70 +183,81 @@ class ProcessPool:
         if workers < 1:
             raise UserError(f"--workers must be a positive integer, got {workers}")
         self.workers, self.threads, self.max_retries = int(workers), int(threads), int(max_retries)
-        self.pool = None
-        self.tries: Dict[Any, int] = {}
+        self.jobs: List[_Job] = []
 
     def describe(self) -> str:
         return f"{self.workers} worker processes, {self.threads} thread(s) each"
 
     def start(self) -> None:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
 
+        self.ctx = multiprocessing.get_context("spawn")
         handlers = [h for h in logging.getLogger("mmrec_plugin").handlers
                     if isinstance(h, logging.FileHandler)]
-        log_path = handlers[-1].baseFilename if handlers else None
-        level = next((h.level for h in logging.getLogger().handlers if h.level), None) \
+        self.log_path = handlers[-1].baseFilename if handlers else None
+        self.level = next((h.level for h in logging.getLogger().handlers if h.level), None) \
             or logging.getLogger().getEffectiveLevel()
-        self.pool = ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_init, initargs=(level, log_path, os.getpid(), self.threads))
 
-    def submit(self, task: Task):
-        fut = self.pool.submit(train_task, task)
-        fut.task = task
-        return fut
+    def submit(self, task: Task) -> _Job:
+        receive, send = self.ctx.Pipe(duplex=False)
+        process = self.ctx.Process(target=_child, name=f"combination-{task['index'] + 1}",
+                                   args=(task, send, self.level, self.log_path, os.getpid(),
+                                         self.threads))
+        process.start()
+        send.close()
+        job = _Job(process, receive, task)
+        self.jobs.append(job)
+        return job
 
-    def wait(self, handles: Sequence, timeout: float) -> List:
-        from concurrent.futures import FIRST_COMPLETED, wait
+    def wait(self, handles: Sequence[_Job], timeout: float) -> List[_Job]:
+        from multiprocessing.connection import wait
 
-        done, _ = wait(list(handles), timeout=timeout, return_when=FIRST_COMPLETED)
-        return list(done)
+        by = {}
+        for job in handles:
+            by[job.conn] = job
+            by[job.process.sentinel] = job
+        ready = wait(list(by), timeout=timeout)
+        return list(dict.fromkeys(by[r] for r in ready))
 
-    def collect(self, handle):
-        from concurrent.futures.process import BrokenProcessPool
-
+    def collect(self, job: _Job):
         try:
-            return handle.result()
-        except BrokenProcessPool:
-            self._restart()
-            raise WorkerDied(handle.task, pool_down=True) from None
+            message = job.conn.recv()
+        except (EOFError, OSError):
+            message = None  # the process ended without an answer: it died
+        finally:
+            job.conn.close()
+            job.process.join()
+            self.jobs.remove(job)
+        if message is None:
+            raise WorkerDied(job.task)
+        if message[0] == "error":
+            exc = message[1]
+            if not isinstance(exc, (UserError, KeyboardInterrupt)) and message[2]:
+                logger.error("combination %d failed in its worker:\n%s", job.task["index"] + 1, message[2])
+            raise exc
+        record, payload = message[1]
+        return record, (None if payload is None else _from_bytes(payload))
 
-    def _restart(self) -> None:
-        """A worker died: every future of the pool fails; start a fresh pool."""
-        try:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-        except Exception:  # a broken pool may fail to shut down cleanly
-            pass
-        self.start()
-
-    def cancel(self, handles: Sequence) -> None:
-        for fut in handles:
-            fut.cancel()
+    def cancel(self, handles: Sequence[_Job]) -> None:
+        for job in handles:
+            if job.process.is_alive():
+                job.process.terminate()
 
     def stop(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+        for job in list(self.jobs):
+            if job.process.is_alive():
+                job.process.terminate()
+            job.process.join()
+            job.conn.close()
+        self.jobs = []
 
 
 class WorkerDied(Exception):
     """The process training a task is gone (killed, out of memory)."""
 
-    def __init__(self, task: Task, pool_down: bool = False, deaths: int = 1):
+    def __init__(self, task: Task, deaths: int = 1):
         super().__init__(f"worker died training combination {task['index'] + 1}")
         self.task = task
-        self.pool_down = pool_down  # every task in flight died with it
         self.deaths = deaths  # how often it died (an engine that retries itself: more than 1)
 
 
@@ -269,6 +324,8 @@ def run_grids(grids: Sequence, executor) -> None:
                         break
                 continue
             for handle in executor.wait(list(inflight), timeout=grids[0].POLL_SECONDS):
+                if handle not in inflight:
+                    continue
                 gr, index = inflight.pop(handle)
                 try:
                     record, payload = executor.collect(handle)
@@ -283,10 +340,6 @@ def run_grids(grids: Sequence, executor) -> None:
                         logger.warning("combination %d/%d: its worker died; trying again (%d of "
                                        "%d)", index + 1, gr.n, n, executor.max_retries)
                         gr.release(index)
-                    if died.pool_down:  # the other tasks in flight died with the pool
-                        for other, (g2, i2) in list(inflight.items()):
-                            inflight.pop(other)
-                            g2.release(i2)
                     continue
                 except BaseException:
                     gr.release(index)

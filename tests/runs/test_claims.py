@@ -108,6 +108,36 @@ def test_lease_is_renewed_while_held(store):
         c.close()
 
 
+def test_a_run_that_lost_its_claim_leaves_the_holders_files(store, tmp_path, caplog):
+    """Run A pauses past its lease (SIGSTOP); B takes the combination over, trains it and
+    commits its model file; A resumes and commits: nothing of B's is changed, A's temporary
+    file is removed, and A says so."""
+    a, b = Claims(store), Claims(store)
+    final = str(tmp_path / "model.pt")
+    try:
+        assert a.take("k") == CLAIMED
+        claim = store.get_json("claim/k")
+        store.put_json("claim/k", dict(claim, expires=time.time() - 1))  # A's lease ran out
+        assert b.take("k") == CLAIMED
+        b_tmp = tmp_path / "b.tmp"
+        b_tmp.write_text("B's weights")
+        assert b.commit("k", {"status": "ok", "by": "B"}, files={final: str(b_tmp)}) is True
+        a_tmp = tmp_path / "a.tmp"
+        a_tmp.write_text("A's weights")
+        assert a.commit("k", {"status": "ok", "by": "A"}, files={final: str(a_tmp)}) is False
+        assert open(final).read() == "B's weights" and store.get_json("run/k")["by"] == "B"
+        assert not a_tmp.exists() and not b_tmp.exists()
+        assert store.get_json("claim/k") is None
+        # A also loses when B holds the claim but has not committed yet
+        assert b.take("k2") == CLAIMED
+        a_tmp.write_text("A's weights")
+        assert a.commit("k2", {"status": "ok"}, files={final + "2": str(a_tmp)}) is False
+        assert not os.path.exists(final + "2") and store.get_json("claim/k2")["token"] == b.token
+    finally:
+        a.close()
+        b.close()
+
+
 # ------------------------------------------------------------------ whole grids
 #: a guard against a hung child, not a speed assertion: a child takes a few CPU seconds
 #: (tens of seconds of wall time at load 13 on 2 cores), so only a hang comes near it
@@ -121,9 +151,9 @@ def toy(tmp_path, toy_grid):
     makes every step wait for descheduled threads)."""
     toy_grid.write_tiny(tmp_path / "data")
 
-    def start(grid, **env):
+    def start(grid, *extra, **env):
         return subprocess.Popen(
-            [sys.executable, toy_grid.PATH, str(tmp_path / "data"), grid], cwd=tmp_path,
+            [sys.executable, toy_grid.PATH, str(tmp_path / "data"), grid, *extra], cwd=tmp_path,
             env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **env),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -204,3 +234,20 @@ def test_two_grids_in_one_folder_keep_separate_summaries(tmp_path, toy, toy_grid
     with open(tmp_path / path_b) as fh:
         assert [c["params"]["reg_weight"] for c in json.load(fh)["combinations"]] == [0.3]
     assert [reg for _, reg in toy_grid.calls(tmp_path)] == [0.1, 0.2, 0.3]
+
+
+def test_worker_processes_a_dead_worker_is_retried_and_a_hopeless_one_left(tmp_path, toy, toy_grid):
+    """On the local process pool (--workers 2): a worker killed once (reg_weight 0.2) is
+    retried and its combination finishes; one killed every time (0.3) is given up after the
+    retries and left for a rerun; the others are unaffected and nothing stays claimed."""
+    run = toy("0.1, 0.2, 0.3, 0.4", "--workers", "2", TOY_DIR=str(tmp_path), KILL_ONCE_AT="0.2",
+              KILL_AT="0.3")
+    out, err = run.communicate(timeout=HANG_GUARD_S)
+    assert run.returncode == 0, err
+    assert "its worker died; trying again" in err and "its worker died 3 time(s)" in err
+    with open(tmp_path / "res" / "SlowToy-tiny.json") as fh:
+        summary = json.load(fh)
+    assert [c["params"]["reg_weight"] for c in summary["combinations"]] == [0.1, 0.2, 0.4]
+    assert not summary["complete"] and all(c["status"] == "ok" for c in summary["combinations"])
+    with Store(str(tmp_path / "res" / "store")) as s:
+        assert list(s.keys("claim/")) == []

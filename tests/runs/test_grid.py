@@ -167,3 +167,34 @@ def test_nan_combination_recorded_grid_goes_on(setup, caplog):
 
 
 # kill -9 and resume: tests/runs/test_claims.py::test_claim_of_a_killed_run_is_taken_over
+
+
+def _comparable(obj):
+    """A summary without what legitimately differs between two runs: timings, paths, provenance."""
+    if isinstance(obj, dict):
+        return {k: _comparable(v) for k, v in obj.items()
+                if k not in ("seconds", "eval_seconds", "path", "model_path", "results_dir", "provenance")}
+    if isinstance(obj, list):
+        return [_comparable(v) for v in obj]
+    return obj
+
+
+def test_process_pool_gives_the_sequential_json_and_weights(tmp_path):
+    """The default executor on several cores (two worker processes here) trains each
+    combination to exactly the record and weights of a sequential run."""
+    from mmrec_plugin.analysis.rerun import record_analysis
+    from mmrec_plugin.data.synthetic import ensure_demo
+
+    ensure_demo(str(tmp_path / "data" / "demo"))
+    cfg = {"data_path": str(tmp_path / "data"), "epochs": 2}
+    seq = quick_start("BRMRS", "demo", config_dict=cfg, results_dir=str(tmp_path / "seq"), workers=1,
+                      analyze=record_analysis)
+    par = quick_start("BRMRS", "demo", config_dict=cfg, results_dir=str(tmp_path / "par"), workers=2,
+                      analyze=record_analysis)
+    assert seq["complete"] and len(seq["combinations"]) == 4
+    assert _comparable(par) == _comparable(seq)
+    for a, b in zip(seq["combinations"], par["combinations"]):
+        wa = torch.load(a["model_path"], weights_only=True)["state_dict"]
+        wb = torch.load(b["model_path"], weights_only=True)["state_dict"]
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert os.listdir(tmp_path / "par" / "checkpoints") == []

@@ -9,8 +9,8 @@ does (files under ``TOY_DIR``, default the working directory):
   ``KILL_ONCE_AT``: only the first time (a ``died-<reg_weight>`` mark file remembers);
 - ``SLEEP``: then sleeps that many seconds.
 
-Script: ``python toy_grid.py DATA_PATH GRID [more run flags]`` runs ``mmrec-plugin run`` on
-the dataset ``tiny`` with ``--reg_weight "[GRID]"``, ``--epochs 1``, results in ``res/``, in
+Script: ``python toy_grid.py DATA_PATH GRID [more run flags]`` runs ``mmrec-plugin run`` of
+``$TOY_MODEL`` (default SlowToy; or EpochToy) on the dataset ``tiny`` with ``--reg_weight "[GRID]"``, ``--epochs 1``, results in ``res/``, in
 the script's process (``--workers 1``) unless the flags say otherwise.
 """
 import os
@@ -53,6 +53,31 @@ class SlowToy(GeneralRecommender):
         return self.emb(x[0]) @ self.emb.weight[self.n_users:].T
 
 
+class EpochToy(GeneralRecommender):
+    """A BPR model trained for several epochs; with ``KILL_EPOCH=e`` it SIGKILLs its own
+    process when epoch ``e`` (counted from 1 in this process) starts, the first time only (a
+    ``killed-epoch`` mark file in ``TOY_DIR`` remembers)."""
+
+    def __init__(self, config, dataloader):
+        super().__init__(config, dataloader)
+        self.emb = torch.nn.Embedding(self.n_users + self.n_items, 8)
+        self.started = 0
+
+    def pre_epoch_processing(self):
+        self.started += 1
+        mark = os.path.join(_toy_dir(), "killed-epoch")
+        if os.environ.get("KILL_EPOCH") == str(self.started) and not os.path.exists(mark):
+            open(mark, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def calculate_loss(self, x):
+        u, p, n = self.emb(x[0]), self.emb(x[1] + self.n_users), self.emb(x[2] + self.n_users)
+        return -torch.nn.functional.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
+
+    def full_sort_predict(self, x):
+        return self.emb(x[0]) @ self.emb.weight[self.n_users:].T
+
+
 def write_tiny(root, name="tiny", n_users=12, n_items=60):
     """A dataset ``<root>/<name>/``: per user 6 train, 1 valid, 1 test item (distinct).
     Returns each user's valid item."""
@@ -85,13 +110,14 @@ if __name__ == "__main__":
     from mmrec_plugin.utils import atomic_write_text
 
     open(os.path.join(_toy_dir(), f"started-{os.getpid()}"), "w").close()
-    yaml_path = os.path.abspath(f"SlowToy-{os.getpid()}.yaml")
+    name = os.environ.get("TOY_MODEL", "SlowToy")
+    yaml_path = os.path.abspath(f"{name}-{os.getpid()}.yaml")
     atomic_write_text(yaml_path, "reg_weight: [0.1]\nhyper_parameters: [reg_weight]\n"
                                  "is_multimodal_model: False\n")
-    registry.register_model("SlowToy", SlowToy, config_path=yaml_path)
+    registry.register_model(name, {"SlowToy": SlowToy, "EpochToy": EpochToy}[name], config_path=yaml_path)
     extra = sys.argv[3:]
     if not any(flag in extra for flag in ("--workers", "--ray-address", "--scheduler")):
         extra = ["--workers", "1"] + extra
-    sys.exit(main(["run", "-m", "SlowToy", "-d", "tiny", "--data-path", sys.argv[1],
+    sys.exit(main(["run", "-m", name, "-d", "tiny", "--data-path", sys.argv[1],
                    "--results-dir", "res", "--epochs", "1", "--reg_weight", f"[{sys.argv[2]}]"]
                   + extra))
