@@ -158,12 +158,16 @@ def topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
 MASKED = -1e10
 
 
-def rank_batch(model, batch, k: int, with_scores: bool = False):
+def rank_batch(model, batch, k: int, with_scores: bool = False, columns=None):
     """``LongTensor[B, k]`` (CPU): the ``k`` best items of each user of an evaluation batch
     ``[users, mask]`` under ``model.full_sort_predict``, with the ``mask`` (row, item) pairs
-    set to :data:`MASKED` first (with ``with_scores``: also their scores, ``[B, k]``). The one
-    ranking rule: evaluation, per-user analysis and recommendations all call it."""
+    set to :data:`MASKED` first (with ``with_scores``: also their scores, ``[B, k]``). With
+    ``columns`` (item ids), only those items are ranked and the result holds positions in
+    ``columns`` (the mask then names positions too). The one ranking rule: evaluation,
+    per-user analysis and recommendations all call it."""
     scores = model.full_sort_predict(batch)
+    if columns is not None:
+        scores = scores.index_select(1, columns)
     mask = batch[1]
     scores[mask[0], mask[1]] = MASKED
     values, top = topk_rows(scores, min(int(k), scores.shape[1]))
@@ -176,7 +180,8 @@ def rank_loader(model, eval_loader, k: int):
     """:func:`rank_batch` over every batch of ``eval_loader``: ``LongTensor[N, k]`` rows in
     ``eval_loader.eval_users`` order, or None for a loader without users. Call under
     ``torch.no_grad()`` with the model in eval mode."""
-    tops = [rank_batch(model, batch, k) for batch in eval_loader]
+    columns = getattr(eval_loader, "columns", None)  # (a cold-item loader ranks only those)
+    tops = [rank_batch(model, batch, k, columns=columns) for batch in eval_loader]
     return torch.cat(tops, dim=0) if tops else None
 
 

@@ -54,6 +54,8 @@ class Data:
     train: Any
     valid: Any
     test: Any
+    #: the sorted cold item ids of a cold-item split (its ``.cold`` file), else None
+    cold: Optional[np.ndarray] = None
 
     def split(self, name: str):
         if name not in ("train",) + SPLITS:
@@ -78,8 +80,10 @@ def load_data(config, cache: bool = True) -> Data:
     key = repr([str(config.get(k)) for k in DATA_KEYS] + [stamp])
     if cache and key in _DATA:
         return _DATA[key]
+    from mmrec_plugin.host.cold import read_cold_items
+
     full = RecDataset(config)
-    data = Data(full, *full.split())
+    data = Data(full, *full.split(), cold=read_cold_items(config, full.get_item_num()))
     if cache:
         _DATA.clear()  # one dataset at a time: a study over many datasets must not hold them all
         _DATA[key] = data
@@ -177,6 +181,25 @@ class Run:
         padded = scores <= MASKED / 2
         items[padded], scores[padded] = -1, np.nan
         return items, scores
+
+    def cold_metrics(self) -> Dict[str, Dict[str, float]]:
+        """On a cold-item split: ``valid_cold`` / ``test_cold`` (held-out cold items ranked
+        among the cold items) and ``valid_warm`` / ``test_warm`` (the usual ranking, warm
+        items as ground truth) of the model as it is (:mod:`mmrec_plugin.host.cold`); else {}."""
+        from mmrec_plugin.host.cold import ColdEvalDataLoader, warm_only
+        from mmrec_plugin.host.dataloader import EvalDataLoader
+
+        if self.data.cold is None:
+            return {}
+        out = {}
+        bs = self.config["eval_batch_size"]
+        for split in SPLITS:
+            ds = self.data.split(split)
+            out[f"{split}_cold"] = self.trainer.evaluate(ColdEvalDataLoader(self.config, ds, self.data.cold, bs))
+            warm = EvalDataLoader(self.config, warm_only(ds, self.data.cold),
+                                  additional_dataset=self.data.train, batch_size=bs)
+            out[f"{split}_warm"] = self.trainer.evaluate(warm)
+        return out
 
     def fit(self, on_eval: Optional[Callable] = None, on_epoch: Optional[Callable] = None):
         """Train (early stopping on valid); returns the trainer's ``(score, valid, test)``."""
@@ -285,6 +308,8 @@ def train_one(config, params: Mapping[str, Any], key: str, index: int = 0, n: in
                   test=jsonable(test_result), history=jsonable(trainer.history), provenance=prov)
     if trainer.pruned:
         return Result(record, None, run if keep_run else None)
+    for name, metrics in run.cold_metrics().items():  # (a cold-item split only)
+        record[name] = jsonable(metrics)
     analysis = analyze(run.model, cfg, run.data.train, run.data.test) if analyze is not None else None
     if analysis is not None:
         record["analysis"] = analysis
