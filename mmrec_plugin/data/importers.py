@@ -276,14 +276,13 @@ def import_dataset(src: os.PathLike, out_dir: os.PathLike, name: str,
     Returns the dataset folder. Raises DataError / ConfigError naming the file or option.
     """
 
-    files.check_name(name)
+    target = files.target_folder(out_dir, name)
     src = Path(src)
     if fmt is None:
         fmt = detect_format(src)
     elif fmt not in FORMATS:
         raise ConfigError(f"--format {fmt}: unknown{did_you_mean(fmt, FORMATS)}; "
                           f"accepted: {', '.join(FORMATS)}")
-    target = Path(out_dir) / name
     if target.exists() and not overwrite:
         raise DataError(f"{target} already exists; choose another --name/--out or pass --force")
     if not src.is_dir():
