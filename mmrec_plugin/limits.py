@@ -16,6 +16,8 @@ One place for the rules (docs/limits.md lists them for users):
 - **Files read as configuration** (:mod:`mmrec_plugin.yamlio`): regular files of at most
   :data:`MAX_CONFIG_BYTES`, at most :data:`MAX_YAML_NODES` yaml nodes once aliases are
   expanded, nested at most :data:`MAX_YAML_DEPTH` deep.
+- **Results files** (``report``, ``analyze``, ``compare``): regular files of at most
+  :data:`MAX_RESULTS_BYTES`.
 - **Grids**: at most :data:`MAX_COMBINATIONS` combinations unless ``--max-combinations``
   raises it.
 - **Memory** (:func:`check_allocation`): an allocation whose size a setting drives is
@@ -34,7 +36,7 @@ from typing import Optional, Union
 from mmrec_plugin.errors import UserError
 
 __all__ = ["MAX_NAME_LENGTH", "MAX_COMBINATIONS", "MAX_CONFIG_BYTES", "MAX_YAML_NODES",
-           "MAX_YAML_DEPTH", "MAX_ID_FACTOR", "ID_SLACK", "MEMORY_FRACTION", "check_name",
+           "MAX_YAML_DEPTH", "MAX_RESULTS_BYTES", "MAX_ID_FACTOR", "ID_SLACK", "MEMORY_FRACTION", "check_name",
            "inside", "check_output_file", "check_output_dir", "available_memory",
            "check_allocation", "max_id_allowed", "human_bytes"]
 
@@ -50,6 +52,8 @@ MAX_CONFIG_BYTES = 1 << 20
 #: most yaml nodes (scalars, lists, mappings) in one document, every alias counted as the
 #: nodes it stands for: a file of nested aliases ("billion laughs") is refused while parsing
 MAX_YAML_NODES = 100_000
+#: largest results JSON read by ``report``, ``analyze`` and ``compare``, in bytes
+MAX_RESULTS_BYTES = 64 << 20
 #: deepest nesting of lists / mappings in a yaml document
 MAX_YAML_DEPTH = 64
 #: an id column may hold ids up to ``MAX_ID_FACTOR * distinct + ID_SLACK - 1``

@@ -120,6 +120,72 @@ def separator(sep) -> str:
     return sep
 
 
+def read_text(path, sep: str = "\t") -> str:
+    """The text of an interaction file: a regular file (not a folder or fifo), UTF-8 (a
+    leading byte-order mark dropped), without NUL bytes; else a DataError naming the file
+    and the line."""
+    path = os.fspath(path)
+    data = _read_regular(path, "interaction file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}, line {line}: not a UTF-8 text file (undecodable byte "
+            f"{data[exc.start:exc.start + 1]!r}); expected {sep!r}-separated text with a header line"
+        ) from None
+    del data
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise DataError(f"{path}, line {_line_of(text, nul)}: contains a NUL byte; expected "
+                        f"{sep!r}-separated text")
+    return text
+
+
+def header_fields(text: str, path: str, sep: str) -> List[str]:
+    """The column names of the first line (csv rules), stripped; an empty first line is a
+    DataError."""
+    first_nl = text.find("\n")
+    line = (text if first_nl < 0 else text[:first_nl]).rstrip("\r")
+    header = [h.strip() for h in next(csv.reader([line], delimiter=sep), [])]
+    if not any(header):
+        raise DataError(f"{path} is empty: expected a header line naming the columns")
+    return header
+
+
+def column_indexes(header: List[str], path: str, sep: str, wanted: List[str]) -> List[int]:
+    """The index of each ``wanted`` column in ``header``; a missing one is a DataError."""
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        which = ("column " if len(missing) == 1 else "columns ") + ", ".join(f"'{m}'" for m in missing)
+        raise DataError(f"{path}, line 1: {which} not found in the header {header} "
+                        f"(separator {sep!r}; columns needed: {', '.join(wanted)})")
+    return [header.index(c) for c in wanted]
+
+
+def iter_rows(text: str, path: str, sep: str, need: int, n_header: int):
+    """``(line number, fields)`` of each non-blank data line (csv rules: quoted fields); a
+    line with fewer than ``need`` fields, or one csv cannot split, is a DataError."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    next(reader, None)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise DataError(f"{path}, line {reader.line_num}: cannot be split into fields "
+                            f"({exc})") from None
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if len(row) < need:
+            raise DataError(f"{path}, line {reader.line_num}: {len(row)} field(s), expected "
+                            f"{n_header} separated by {sep!r} (as in the header)")
+        yield reader.line_num, row
+
+
 def read_interactions(path, user_field: str = "userID", item_field: str = "itemID",
                       label_field: str = LABEL_FIELD, sep: str = "\t",
                       require_label: bool = True) -> Interactions:
@@ -136,36 +202,12 @@ def read_interactions(path, user_field: str = "userID", item_field: str = "itemI
     """
     path = os.fspath(path)
     sep = separator(sep)
-    data = _read_regular(path, "interaction file")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}, line {line}: not a UTF-8 text file (undecodable byte "
-            f"{data[exc.start:exc.start + 1]!r}); expected {sep!r}-separated text with a header line"
-        ) from None
-    del data
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    nul = text.find("\x00")
-    if nul >= 0:
-        raise DataError(f"{path}, line {_line_of(text, nul)}: contains a NUL byte; expected "
-                        f"{sep!r}-separated text with integer ids")
-    first_nl = text.find("\n")
-    header_line = text if first_nl < 0 else text[:first_nl]
-    header = [h.strip() for h in next(csv.reader([header_line.rstrip("\r")], delimiter=sep), [])]
+    text = read_text(path, sep)
+    header = header_fields(text, path, sep)
     wanted = [user_field, item_field]
     if require_label or label_field in header:
         wanted.append(label_field)
-    if not any(header):
-        raise DataError(f"{path} is empty: expected a header line with {', '.join(wanted)}")
-    missing = [c for c in wanted if c not in header]
-    if missing:
-        which = ("column " if len(missing) == 1 else "columns ") + ", ".join(f"'{m}'" for m in missing)
-        raise DataError(f"{path}, line 1: {which} not found in the header {header} "
-                        f"(separator {sep!r}; columns needed: {', '.join(wanted)})")
-    cols = [header.index(c) for c in wanted]
+    cols = column_indexes(header, path, sep, wanted)
     fast = _parse_fast(path, sep, cols) if text.isascii() else None
     lines = None
     if fast is None:
@@ -204,25 +246,9 @@ def _parse_rows(text: str, path: str, sep: str, cols: List[int], names: List[str
     """The per-line parser: ``(int64 [n, len(cols)], line numbers [n])``; the first bad line
     is a DataError (this is the error path, and the path of unusual files: quoted fields,
     non-ASCII text in other columns)."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
-    next(reader, None)
-    need = max(cols) + 1
     rows: List[List[int]] = []
     line_nos: List[int] = []
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise DataError(f"{path}, line {reader.line_num}: cannot be split into fields "
-                            f"({exc})") from None
-        line_no = reader.line_num
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue
-        if len(row) < need:
-            raise DataError(f"{path}, line {line_no}: {len(row)} field(s), expected {n_header} "
-                            f"separated by {sep!r} (as in the header)")
+    for line_no, row in iter_rows(text, path, sep, max(cols) + 1, n_header):
         values = []
         for j, (c, name) in enumerate(zip(cols, names)):
             raw = row[c]
