@@ -150,7 +150,8 @@ def _run_generate(args: argparse.Namespace) -> int:
         params.pop("n_interactions", None)  # the preset's total no longer fits the sizes
         if args.max_per_user is None:
             params.pop("max_per_user", None)
-    name = args.name or ("demo" if args.size == "demo" else f"synth-{args.size}")
+    name = args.name if args.name is not None else (
+        "demo" if args.size == "demo" else f"synth-{args.size}")
     path = synthetic.generate(args.out, name, gammas=gammas, seed=args.seed,
                               overwrite=args.force, **params)
     meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
