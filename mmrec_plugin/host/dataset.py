@@ -76,7 +76,7 @@ def read_inter_file(config) -> Tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     fname = str(_cfg(config, "inter_file_name", f"{name}.inter"))
     path = os.path.join(folder, fname)
     data_path = str(_cfg(config, "data_path", "data/"))
-    if os.path.exists(data_path) and not os.path.isdir(data_path):
+    if os.path.exists(os.path.normpath(data_path)) and not os.path.isdir(data_path):
         raise DataError(f"data_path {data_path} is a file, not a folder; give the folder that "
                         f"holds the dataset folders (<data_path>/{name}/{name}.inter)")
     if not os.path.isdir(folder):
