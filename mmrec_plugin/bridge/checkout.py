@@ -144,9 +144,7 @@ def packaged_src() -> Path:
             candidates.append(Path(loc))
         if spec.origin and spec.origin not in ("namespace", "built-in"):
             candidates.append(Path(spec.origin).parent)
-    import mmrec_plugin
-
-    candidates.append(Path(mmrec_plugin.__file__).resolve().parent.parent / "src")
+    candidates.append(Path(__file__).resolve().parent.parent.parent / "src")  # (mmrec_plugin/bridge/)
     for c in candidates:
         if all((c / r).is_file() for r in MODEL_FILES):
             return c
