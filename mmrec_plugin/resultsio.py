@@ -1,10 +1,13 @@
 """Results files: reading a grid-search or gamma-sweep summary JSON and checking its schema.
 
-``report``, ``analyze`` and ``compare --report-only`` read results files through
-:func:`load_results`, so a missing, oversized, truncated, malformed or wrongly shaped file is
+Every command that reads a results file (``report``, ``analyze``, ``compare --report-only``)
+is meant to go through :func:`load_results`, so a missing, oversized, truncated, malformed or wrongly shaped file is
 one DataError naming the file (and the line or the field), never a traceback; a combination
 ``id`` (which ``analyze`` puts into a file name) and the ``model`` / ``dataset`` names must
 be plain names (:func:`mmrec_plugin.limits.check_name`).
+
+This is a floor module (it imports only errors, limits and yamlio), so the run pipeline can
+use it as well as the analysis.
 """
 from __future__ import annotations
 
