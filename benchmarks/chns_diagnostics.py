@@ -30,7 +30,7 @@ import yaml
 from mmrec_plugin.host.config import Config
 from mmrec_plugin.host.dataloader import EvalDataLoader, TrainDataLoader
 from mmrec_plugin.host.dataset import RecDataset
-from mmrec_plugin.host.quick_start import init_seed
+from mmrec_plugin.runs import init_seed
 from mmrec_plugin.host.trainer import Trainer
 from mmrec_plugin.registry import get_model
 
@@ -114,7 +114,7 @@ def main(argv=None):
         grads = term_grads(first)
         objective._epochs_started -= 1  # term_grads ran no epoch; the trainer's call counts it
         t0 = time.time()
-        loss = trainer._train_epoch(train, epoch)
+        loss = trainer.train_epoch(train, epoch)
         trainer.lr_scheduler.step()
         rec = {}
         for branch in ("t", "v", "f"):

@@ -31,27 +31,17 @@ threads = int(sys.argv[1])
 if threads > 0:
     torch.set_num_threads(threads)
 from mmrec_plugin.host.config import Config, expand_grid
-from mmrec_plugin.host.dataset import RecDataset
-from mmrec_plugin.host.dataloader import EvalDataLoader, TrainDataLoader
-from mmrec_plugin.host.quick_start import _ensure_demo, init_seed
-from mmrec_plugin.host.trainer import Trainer
-from mmrec_plugin.registry import get_model
+from mmrec_plugin.runs import build
 cfg = Config(sys.argv[2], sys.argv[3], config_dict={"data_path": sys.argv[4]})
 if cfg["dataset"] == "demo":
-    _ensure_demo(cfg)
-for k, v in expand_grid(cfg)[0].items():
-    cfg[k] = v
-init_seed(int(cfg["seed"]))
-train, valid, _ = RecDataset(cfg).split()
-tl = TrainDataLoader(cfg, train, batch_size=cfg["train_batch_size"], shuffle=True)
-vl = EvalDataLoader(cfg, valid, additional_dataset=train, batch_size=cfg["eval_batch_size"])
-tl.pretrain_setup()
-model = get_model(cfg["model"])(cfg, tl).to(cfg["device"])
-trainer = Trainer(cfg, model)
+    from mmrec_plugin.data.synthetic import ensure_demo
+    ensure_demo(cfg["data_path"] + "demo")
+run = build(cfg, expand_grid(cfg)[0])
+trainer, tl, vl = run.trainer, run.train_data, run.valid_data
 epochs = []
 for e in range(int(sys.argv[5])):
     t = time.perf_counter()
-    trainer._train_epoch(tl, e)
+    trainer.train_epoch(tl, e)
     epochs.append(time.perf_counter() - t)
 t = time.perf_counter()
 trainer.evaluate(vl)

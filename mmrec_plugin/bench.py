@@ -4,7 +4,8 @@ For each model (default: BRMRS and the host's LightGCN) a separate worker proces
 peak RSS is its own) measures, on the same dataset, with the same config layering as
 ``run``:
 
-- ``build_s``: model construction, including graph building with the graph cache off (cold);
+- ``build_s``: the loaders and the model (:func:`mmrec_plugin.runs.build`), including graph
+  building with the graph cache off (cold);
 - ``epoch_s``: one training epoch (the second one, so one-off warm-up is not counted;
   the first is reported as ``first_epoch_s``);
 - ``pool_select_s`` / ``pool_select_frac`` (models with candidate pools, e.g. BRMRS): the time
@@ -74,38 +75,29 @@ def measure(model: str, dataset: str, config_dict: Optional[Dict[str, Any]] = No
     import torch
 
     from mmrec_plugin.host.config import Config
-    from mmrec_plugin.host.dataloader import EvalDataLoader, TrainDataLoader
-    from mmrec_plugin.host.dataset import RecDataset
-    from mmrec_plugin.host.quick_start import init_seed
-    from mmrec_plugin.host.trainer import Trainer
-    from mmrec_plugin.registry import get_model
+    from mmrec_plugin.runs import build, load_data
 
     config_dict = dict(config_dict or {})
     config = Config(model, dataset, config_dict=config_dict, config_file=config_file)
     if "graph_cache" in config:
         config["graph_cache"] = False  # measure a cold graph build
-    for k in config["hyper_parameters"]:  # one combination: the first value of each list
-        v = config[k]
-        config[k] = v[0] if isinstance(v, list) and v else v
-    device = config["device"]
+    # one combination: the first value of each grid list
+    params = {k: config[k][0] for k in config["hyper_parameters"] if isinstance(config[k], list) and config[k]}
     if config["dataset"] == "demo":
         from mmrec_plugin.data.synthetic import ensure_demo
 
         ensure_demo(os.path.join(config["data_path"], config["dataset"]))
-    init_seed(int(config["seed"]))
     clk = _Clock()
-    full = RecDataset(config)
-    train_ds, _, test_ds = full.split()
-    train_data = TrainDataLoader(config, train_ds, batch_size=config["train_batch_size"], shuffle=True)
-    test_data = EvalDataLoader(config, test_ds, additional_dataset=train_ds,
-                               batch_size=config["eval_batch_size"])
+    data = load_data(config, cache=False)
     load_s, load_cpu_s = clk.wall(), clk.cpu()
 
     clk = _Clock()
-    net = get_model(config["model"])(config, train_data).to(device)
+    run = build(config, params, data)
+    device = run.config["device"]
     _sync(device)
     build_s, build_cpu_s = clk.wall(), clk.cpu()
-    trainer = Trainer(config, net)
+    net, trainer, train_data, test_data = run.model, run.trainer, run.train_data, run.test_data
+    full, train_ds = data.full, data.train
 
     # time candidate pools + hard-negative selection where the model (or a submodule of it,
     # e.g. BRMRS's BRObjective) has them; negatives() calls candidate_pool(): only the
@@ -139,7 +131,7 @@ def measure(model: str, dataset: str, config_dict: Optional[Dict[str, Any]] = No
     for epoch in range(2):
         spent["wall"] = spent["cpu"] = 0.0
         clk = _Clock()
-        trainer._train_epoch(train_data, epoch)
+        trainer.train_epoch(train_data, epoch)
         _sync(device)
         epochs.append((clk.wall(), clk.cpu()))
     epoch_s, epoch_cpu_s = epochs[-1]
@@ -285,19 +277,22 @@ def ratios(records: List[Dict[str, Any]]) -> Dict[str, Dict[str, float]]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from mmrec_plugin.cliargs import positive_int
+
     parser.add_argument("-d", "--dataset", required=True, help="dataset name (folder under --data-path)")
     parser.add_argument("--data-path", default=None, help="folder holding the dataset folders")
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
                         help="comma-separated models; the first is the baseline of the ratios "
                              "(default: %(default)s)")
     parser.add_argument("--config", default=None, help="an extra yaml config layer")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="OMP_NUM_THREADS for the workers (default: torch's own)")
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                        help="OMP_NUM_THREADS for the workers (default: the environment's, "
+                             "else torch's own)")
     parser.add_argument("--out", default=None, help="write the records and ratios as JSON here")
 
 
 def run(args) -> int:
-    from mmrec_plugin.host.quick_start import write_json_atomic
+    from mmrec_plugin.runs.records import write_json_atomic
 
     config_dict: Dict[str, Any] = {}
     if args.data_path:

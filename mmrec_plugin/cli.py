@@ -28,6 +28,7 @@ import logging
 import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from mmrec_plugin.cliargs import add_threads_argument, positive_int
 from mmrec_plugin.errors import UserError, closest
 from mmrec_plugin.utils import default_threads, set_threads, tune_allocator
 
@@ -43,8 +44,10 @@ SUBCOMMANDS: Dict[str, Tuple[str, str, str, str]] = {
                "tables and plots from results JSON files"),
     "study": ("mmrec_plugin.analysis.cli", "add_study_arguments", "run_study",
               "run a named study (ablations, sweeps, synthetic experiments)"),
-    "compare": ("mmrec_plugin.analysis.protocol", "add_arguments", "run",
+    "compare": ("mmrec_plugin.analysis.compare_cli", "add_arguments", "run",
                 "variants x seeds: mean +- sd tables, paired tests vs a baseline, plots"),
+    "recommend": ("mmrec_plugin.recommend", "add_arguments", "run",
+                  "top-K recommendations of a trained model (CSV or JSON lines)"),
     "install": ("mmrec_plugin.bridge.cli", "add_install_arguments", "run_install",
                 "install the BRMRS model into an MMRec checkout"),
     "uninstall": ("mmrec_plugin.bridge.cli", "add_uninstall_arguments", "run_uninstall",
@@ -56,9 +59,10 @@ SUBCOMMANDS: Dict[str, Tuple[str, str, str, str]] = {
 
 _RUN_FLAGS = ("--model", "--dataset", "--data-path", "--results-dir", "--config", "--study",
               "--quiet", "--help", "--threads", "--workers", "--ray-address", "--cpus-per-trial",
-              "--gpus-per-trial", "--scheduler")
+              "--gpus-per-trial", "--scheduler", "--print-config", "--reuse-results",
+              "--max-combinations")
 # the flags that run the grid on Ray (the distributed extra)
-_RAY_FLAGS = ("workers", "ray_address", "cpus_per_trial", "gpus_per_trial", "scheduler")
+_RAY_FLAGS = ("ray_address", "cpus_per_trial", "gpus_per_trial", "scheduler")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,13 +74,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _setup_logging(quiet: bool) -> None:
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname).1s %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-        force=True,
-    )
+    level = logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname).1s %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+    for handler in logging.getLogger().handlers:  # (a run's log file may ask for more)
+        handler.setLevel(level)
 
 
 # --------------------------------------------------------------------------------- run
@@ -88,23 +90,29 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-path", dest="data_path", default=None,
                         help="root folder of the datasets (default: data/)")
     parser.add_argument("--results-dir", dest="results_dir", default=None,
-                        help="results folder: JSON summary, store, models (default: results/)")
+                        help="results folder: JSON summary, store, models, logs (default: results/)")
     parser.add_argument("--config", dest="config_file", default=None,
                         help="a yaml file applied after the model yaml, before --KEY VALUE")
     parser.add_argument("--study", default=None,
                         help="a named study preset (mmrec_plugin.analysis.studies)")
-    # (type int: set_threads names a value below 1 as '--threads must be a positive integer')
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="torch threads per training process (this one, or each Ray "
-                             "worker; default: OMP_NUM_THREADS if set, else 1: faster on small "
-                             "data and on a busy machine)")
+    parser.add_argument("--print-config", dest="print_config", action="store_true",
+                        help="print the resolved config (value, where it was set, meaning) and exit")
+    add_threads_argument(parser)
+    parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                        help="combinations trained at once (default: min(cores / threads, "
+                             "combinations) worker processes; 1: one after another in this "
+                             "process; with --ray-address: Ray workers)")
+    parser.add_argument("--reuse-results", dest="reuse_results", action="store_true",
+                        help="keep finished results of the same settings although the code "
+                             "that trained them changed (default: train them again)")
+    parser.add_argument("--max-combinations", dest="max_combinations", type=positive_int,
+                        default=None, metavar="N",
+                        help=f"refuse grids larger than N combinations (default {MAX_COMBINATIONS})")
     ray = parser.add_argument_group(
-        "parallel and distributed grids (Ray: pip install \".[distributed]\")")
-    ray.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                     help="train N combinations at once on Ray workers (a local Ray instance "
-                          "unless --ray-address)")
+        "distributed grids (Ray: pip install \".[distributed]\")")
     ray.add_argument("--ray-address", dest="ray_address", default=None, metavar="ADDRESS",
-                     help="join this Ray cluster (host:port, or auto) instead of starting one")
+                     help="train on Ray: join this cluster (host:port, or auto), or start a "
+                          "local instance (local)")
     ray.add_argument("--cpus-per-trial", dest="cpus_per_trial", type=float, default=None,
                      metavar="C", help="Ray CPUs per combination (default 1)")
     ray.add_argument("--gpus-per-trial", dest="gpus_per_trial", type=float, default=None,
@@ -112,57 +120,48 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                                        "uses a GPU, else 0; fractions share a GPU)")
     ray.add_argument("--scheduler", choices=["asha"], default=None,
                      help="early termination across the grid on the validation metric "
-                          "(Ray Tune's ASHA); pruned combinations are never selected")
+                          "(Ray Tune's ASHA, on a local Ray instance unless --ray-address); "
+                          "pruned combinations are never selected")
     parser.epilog = (
         "--KEY VALUE overrides any config key (value parsed as YAML; a list makes a grid), "
         "e.g. --epochs 50 --reg_weight \"[1e-4, 1e-3]\""
     )
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+MAX_COMBINATIONS = 1000  # = mmrec_plugin.runs.grid.MAX_COMBINATIONS (not imported for --help)
 
 
-def distributed_options(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
-    """The Ray options of ``run`` for :func:`~mmrec_plugin.host.quick_start.quick_start`
-    (None: the sequential path; Ray is not imported)."""
-    given = {k: getattr(args, k, None) for k in _RAY_FLAGS}
-    given = {k: v for k, v in given.items() if v is not None}
-    if not given:
-        return None
-    if not ({"workers", "ray_address", "scheduler"} & set(given)):
-        flag = "--" + next(iter(given)).replace("_", "-")
-        raise UserError(f"{flag} sets Ray resources per combination: use it with --workers N "
-                        f"or --ray-address ADDRESS")
-    opts = {"workers": given.get("workers"), "address": given.get("ray_address"),
-            "scheduler": given.get("scheduler")}
-    if "cpus_per_trial" in given:
-        opts["cpus_per_trial"] = given["cpus_per_trial"]
-    if "gpus_per_trial" in given:
-        opts["gpus_per_trial"] = given["gpus_per_trial"]
-    if opts["workers"] is None and opts["address"] is None:
-        opts["workers"] = 1  # --scheduler alone: one local worker
-    return opts
+def make_executor(args: argparse.Namespace, config, n_combinations: int, threads: int):
+    """The executor of ``run``'s flags: Ray with ``--ray-address`` / ``--scheduler``, else the
+    local default (:func:`mmrec_plugin.runs.executors.default_executor`; ``--workers``)."""
+    ray_flags = {k: getattr(args, k, None) for k in _RAY_FLAGS}
+    ray_flags = {k: v for k, v in ray_flags.items() if v is not None}
+    if ray_flags:
+        if not ({"ray_address", "scheduler"} & set(ray_flags)):
+            flag = "--" + next(iter(ray_flags)).replace("_", "-")
+            raise UserError(f"{flag} sets Ray resources per combination: use it with "
+                            f"--ray-address ADDRESS (or local)")
+        from mmrec_plugin.runs.ray import Ray
+
+        return Ray(config, threads=threads, workers=args.workers, address=args.ray_address,
+                   cpus_per_trial=ray_flags.get("cpus_per_trial"),
+                   gpus_per_trial=ray_flags.get("gpus_per_trial"), scheduler=args.scheduler)
+    from mmrec_plugin.runs.executors import default_executor
+
+    return default_executor(config, n_combinations, workers=args.workers, threads=threads)
 
 
-def parse_overrides(tokens: Sequence[str], known: Sequence[str]) -> Dict[str, Any]:
+def parse_overrides(tokens: Sequence[str], known: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """``['--key', 'value', '--k2=v2']`` -> ``{'key': value, 'k2': v2}`` (values as YAML).
 
-    ``-`` in a key is read as ``_`` when only that spelling is known.
+    With ``known``, ``-`` in a key is read as ``_`` when only that spelling is known, and a
+    key not in ``known`` is an error naming the closest known key (or run flag).
 
     Raises:
-        UserError: a token that is not ``--key``, a key without a value, or a key that the
-            layered config does not know (naming the closest known key).
+        UserError: a token that is not ``--key``, a key without a value, or an unknown key.
     """
     from mmrec_plugin.host.config import parse_value
 
-    known_set = set(known)
     out: Dict[str, Any] = {}
     i = 0
     tokens = list(tokens)
@@ -179,18 +178,25 @@ def parse_overrides(tokens: Sequence[str], known: Sequence[str]) -> Dict[str, An
                 raise UserError(f"option --{key} needs a value (--{key} VALUE)")
             value = tokens[i + 1]
             i += 2
-        if key not in known_set and key.replace("-", "_") in known_set:
-            key = key.replace("-", "_")
-        if key not in known_set:
-            candidates = sorted(known_set) + [f.lstrip("-") for f in _RUN_FLAGS]
-            near = closest(key, candidates)
-            hint = f" (did you mean --{near}?)" if near else ""
-            raise UserError(
-                f"unknown option --{key}{hint}: --KEY VALUE accepts the keys of the layered "
-                f"config (overall, dataset, model yaml, --config)"
-            )
+        if known is not None:
+            key = known_key(key, known)
         out[key] = parse_value(value)
     return out
+
+
+def known_key(key: str, known) -> str:
+    """``key`` (``-`` read as ``_`` where only that spelling is known) if ``known`` has it;
+    else a UserError naming the closest key or run flag."""
+    known_set = set(known)
+    if key not in known_set and key.replace("-", "_") in known_set:
+        key = key.replace("-", "_")
+    if key not in known_set:
+        candidates = sorted(known_set) + [f.lstrip("-") for f in _RUN_FLAGS]
+        near = closest(key, candidates)
+        hint = f" (did you mean --{near}?)" if near else ""
+        raise UserError(f"unknown option --{key}{hint}: --KEY VALUE accepts the keys of the "
+                        f"layered config (host, dataset, model, --config)")
+    return key
 
 
 def _analyzer() -> Optional[Callable]:
@@ -204,24 +210,58 @@ def _analyzer() -> Optional[Callable]:
     return record_analysis
 
 
+def build_config(model: str, dataset: str, base: Dict[str, Any], overrides: Dict[str, Any],
+                 config_file: Optional[str]):
+    """The run's Config, built once: ``base`` (paths) and the command line's ``overrides``,
+    whose keys must be known to the layered config."""
+    from mmrec_plugin.host.config import Config
+
+    return Config(model, dataset, config_dict={**base, **overrides}, config_file=config_file,
+                  check_keys=lambda key, known: known_key(key, known))
+
+
+def _ensure_demo(config) -> None:
+    """Generate the demo dataset when ``-d demo`` names a folder that does not have it."""
+    import os
+
+    folder = os.path.join(config["data_path"], config["dataset"])
+    if config["dataset"] != "demo" or os.path.isfile(os.path.join(folder, config["inter_file_name"])):
+        return
+    from mmrec_plugin.data.synthetic import ensure_demo
+
+    logging.getLogger(__name__).info("generating the demo dataset into %s", folder)
+    ensure_demo(folder)
+
+
 def run_run(args: argparse.Namespace) -> int:
     """``run``: the grid search of one model on one dataset; prints the summary's path."""
     threads = set_threads(default_threads() if args.threads is None else args.threads)
-    logging.getLogger(__name__).info(
-        "threads: %d torch thread(s) per training process (--threads N)", threads)
-
-    from mmrec_plugin.host.config import Config
-    from mmrec_plugin.host.quick_start import quick_start
+    from mmrec_plugin.runs import grid as run_grid
 
     base: Dict[str, Any] = {}
     if args.data_path is not None:
         base["data_path"] = args.data_path
     if args.results_dir is not None:
         base["results_dir"] = args.results_dir
-    probe = Config(args.model, args.dataset, config_dict=base, config_file=args.config_file)
-    overrides = parse_overrides(getattr(args, "overrides", []), probe.layered_keys)
-    # the same thread count for this process and for every Ray worker
-    run_opts = {"threads": threads, "distributed": distributed_options(args)}
+    overrides = parse_overrides(getattr(args, "overrides", []))
+    limit = args.max_combinations or MAX_COMBINATIONS
+
+    def train(dataset: str, cfg: Dict[str, Any]):
+        config = build_config(args.model, dataset, {}, cfg, args.config_file)
+        if args.print_config:
+            print(config.describe())
+            return None
+        from mmrec_plugin.host.config import expand_grid
+        from mmrec_plugin.runs.grid import check_grid_size
+
+        n = len(expand_grid(config))
+        check_grid_size(config, n, limit)
+        executor = make_executor(args, config, n, threads)
+        _ensure_demo(config)
+        logging.getLogger(__name__).info("threads: %d torch thread(s) per training process "
+                                         "(--threads N)", threads)
+        return run_grid(config, executor=executor, analyze=_analyzer(),
+                        reuse_results=args.reuse_results, max_combinations=limit)
 
     if args.study:
         try:
@@ -231,28 +271,24 @@ def run_run(args: argparse.Namespace) -> int:
         if str(args.model).lower() != str(getattr(studies, "MODEL", args.model)).lower():
             logging.getLogger(__name__).warning(
                 "study presets are written for %s; running them with %s", studies.MODEL, args.model)
+        summaries: List[Any] = []
 
-        summaries: List[Dict[str, Any]] = []
-
-        def runner(_model: str, dataset: str, cfg: Dict[str, Any]) -> Dict[str, Any]:
-            summaries.append(quick_start(args.model, dataset, config_dict=cfg,
-                                         config_file=args.config_file, analyze=_analyzer(),
-                                         **run_opts))
+        def runner(_model: str, dataset: str, cfg: Dict[str, Any]):
+            summaries.append(train(dataset, cfg))
             return summaries[-1]
 
-        studies.run_study(
-            args.study, dataset=args.dataset,
-            results_dir=probe["results_dir"], data_path=args.data_path,
-            extra=dict(overrides), runner=runner,
-        )
+        results_dir = args.results_dir or "results/"
+        studies.run_study(args.study, dataset=args.dataset, results_dir=results_dir,
+                          data_path=args.data_path, extra=dict(overrides), runner=runner)
+        if args.print_config:
+            return 0
         for summary in summaries:
             print(summary["path"])
         return 0 if all(s.get("best") is not None for s in summaries) else 1
 
-    config_dict = dict(base)
-    config_dict.update(overrides)
-    summary = quick_start(args.model, args.dataset, config_dict=config_dict,
-                          config_file=args.config_file, analyze=_analyzer(), **run_opts)
+    summary = train(args.dataset, {**base, **overrides})
+    if summary is None:  # --print-config
+        return 0
     print(summary["path"])
     return 0 if summary.get("best") is not None else 1
 
@@ -290,7 +326,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         (sys.stdout if argv else sys.stderr).write(_top_help())
         return 0 if argv else 2
     if argv[0] == "--version":
-        from mmrec_plugin import __version__
+        from mmrec_plugin.version import __version__
 
         print(f"{PROG} {__version__}")
         return 0

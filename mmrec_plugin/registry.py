@@ -162,9 +162,7 @@ def _cwd_models_dir() -> str:
 
 def _checkout_models_dir() -> str:
     """``src/models`` of the checkout the running ``mmrec_plugin`` was imported from."""
-    import mmrec_plugin
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(mmrec_plugin.__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # (this file: mmrec_plugin/)
     return os.path.join(root, "src", "models")
 
 

@@ -1,4 +1,5 @@
-"""Small helpers shared by the rooms: reading config values, atomic file writes."""
+"""Small helpers shared by the rooms: checking config values, JSON-safe values, atomic file
+writes, threads."""
 from __future__ import annotations
 
 import contextlib
@@ -11,9 +12,9 @@ from typing import Any, Iterator
 
 from mmrec_plugin.errors import ConfigError
 
-__all__ = ["cfg_get", "scalar_value", "check_value", "config_number", "atomic_path",
-           "atomic_write_bytes", "atomic_write_text", "umask", "file_mode", "default_threads",
-           "set_threads", "tune_allocator"]
+__all__ = ["cfg_get", "check_value", "config_number", "jsonable", "atomic_path", "atomic_write_bytes",
+           "atomic_write_text", "umask", "file_mode", "default_threads", "set_threads",
+           "tune_allocator"]
 
 
 def cfg_get(config, key: str, default: Any = None) -> Any:
@@ -29,20 +30,6 @@ def cfg_get(config, key: str, default: Any = None) -> Any:
     except (KeyError, TypeError):
         pass
     return default
-
-
-def scalar_value(config, key: str, default: Any = None) -> Any:
-    """:func:`cfg_get`, with a one-element list unwrapped (MMRec keeps a grid key's value a
-    list outside a grid run); a longer list is an unexpanded grid: ConfigError naming the key."""
-    value = cfg_get(config, key, default)
-    if isinstance(value, (list, tuple)):
-        if len(value) != 1:
-            raise ConfigError(
-                f"config key '{key}': got the list {list(value)}; a list is a grid of values and "
-                f"is expanded only by a grid search (hyper_parameters); give one value"
-            )
-        value = value[0]
-    return value
 
 
 def check_value(key: str, value: Any, kind: type, ge=None, gt=None, le=None, lt=None,
@@ -86,7 +73,9 @@ def check_value(key: str, value: Any, kind: type, ge=None, gt=None, le=None, lt=
                   or (le is not None and conv > le) or (lt is not None and conv >= lt))
     if not ok:
         extra = " " + " and ".join(bounds) if bounds else ""
-        hint = " (a list is a grid: run it through quick_start)" if isinstance(value, (list, tuple)) else ""
+        hint = " (a list is a grid: run it through a grid search)" if isinstance(value, (list, tuple)) else ""
+        if isinstance(value, float) and not math.isfinite(value):
+            hint = " (NaN and inf are not settings)"
         raise ConfigError(f"{prefix}config key '{key}' must be {what}{extra}, got {value!r}{hint}")
     return conv
 
@@ -97,6 +86,28 @@ def config_number(config, key: str, default, kind=float, minimum=None, owner: st
     A list (an unexpanded grid), a bool, a string, NaN or an infinite value is rejected.
     """
     return check_value(key, cfg_get(config, key, default), kind, ge=minimum, owner=owner)
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy scalars/arrays, tensors, devices and tuples made JSON-safe."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (str, bool, int, float)) or obj is None:
+        return obj
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if hasattr(obj, "detach") and hasattr(obj, "tolist"):
+        return obj.detach().cpu().tolist()
+    return str(obj)
 
 
 def umask() -> int:

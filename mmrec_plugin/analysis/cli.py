@@ -42,7 +42,7 @@ import numpy as np
 
 from mmrec_plugin.errors import DataError, UserError
 
-from .rerun import analyze_results, find_combination  # noqa: F401  (the analyze command's work)
+from .rerun import analyze_results
 
 logger = logging.getLogger(__name__)
 

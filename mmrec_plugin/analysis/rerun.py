@@ -1,6 +1,6 @@
 """Analysis of runs: the subset analysis recorded with a finished combination
-(:func:`record_analysis`, the ``analyze`` hook of the host's ``quick_start``) and of a saved
-model rebuilt from a results file (:func:`analyze_results`, ``mmrec-plugin analyze``).
+(:func:`record_analysis`, the ``analyze`` hook of :func:`mmrec_plugin.runs.grid`) and of a
+saved model rebuilt from a results file (:func:`analyze_results`, ``mmrec-plugin analyze``).
 
 The six-way partition of :mod:`mmrec_plugin.analysis.subsets` is defined for two modalities
 (branches ``t``, ``v`` and the fused ``f``); a model with more modalities is analysed on its
@@ -14,70 +14,11 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from mmrec_plugin.errors import DataError, UserError
+from mmrec_plugin.errors import UserError
 
-__all__ = ["find_combination", "pair_types_for", "analyze_results", "record_analysis"]
+__all__ = ["pair_types_for", "analyze_results", "record_analysis"]
 
 logger = logging.getLogger(__name__)
-
-
-def find_combination(results: Dict, which: str = "best") -> Dict:
-    """The combination ``which`` (an id, a unique id prefix, or ``best``) of a results dict."""
-    combos = results.get("combinations") or []
-    if which == "best":
-        best = results.get("best")
-        if not best:
-            raise UserError("the results file has no best combination (none finished); "
-                            "pick one with --combination ID")
-        return best
-    hits = [c for c in combos if str(c.get("id")) == which]
-    if not hits:
-        hits = [c for c in combos if str(c.get("id", "")).startswith(which)]
-    if len(hits) != 1:
-        ids = ", ".join(str(c.get("id")) for c in combos) or "none"
-        what = "is ambiguous" if hits else "not found"
-        raise UserError(f"combination {which!r} {what}; available: best, {ids}")
-    return hits[0]
-
-
-def resolve_model_path(combo: Dict, results_path: str) -> str:
-    """The saved model file of ``combo``: its ``model_path``, or, for a results folder moved
-    elsewhere, the file of that name in ``models/`` next to ``results_path``."""
-    path = combo.get("model_path")
-    if not path:
-        raise UserError(f"combination {combo.get('id')} has no saved model (model_path is empty; "
-                        "run the grid search with model saving on)")
-    if os.path.isfile(path):
-        return path
-    # a results folder moved elsewhere: look next to the results file
-    alt = os.path.join(os.path.dirname(os.path.abspath(results_path)), "models", os.path.basename(path))
-    if os.path.isfile(alt):
-        return alt
-    raise DataError(f"saved model {path} of combination {combo.get('id')} not found (also looked for {alt})")
-
-
-def _torch_load(path: str):
-    """``torch.load(path, weights_only=True)``: tensors and plain containers only. A file
-    that this restricted loader refuses (or fails on, with any error) is never unpickled in
-    full, since a crafted pickle runs code when it is; a torch without ``weights_only``
-    (< 1.13) cannot read saved models here at all."""
-    import inspect
-
-    import torch
-
-    if "weights_only" not in inspect.signature(torch.load).parameters:
-        raise DataError(
-            f"cannot read the saved model {path} safely: torch {torch.__version__} has no "
-            f"weights_only loading (torch >= 1.13), and full unpickling can run code from the file"
-        )
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(
-            f"cannot read the saved model {path} as weights only ({first}); it is not "
-            f"unpickled in full, which could run code from the file"
-        ) from None
 
 
 def pair_types_for(folder: str, name: str, users: np.ndarray, items: np.ndarray) -> Optional[np.ndarray]:
@@ -114,55 +55,33 @@ def analyze_results(
     split: str = "test",
     batch_size: int = 1024,
 ) -> Dict:
-    """Rebuild the saved model of one combination and run the subset analysis.
+    """Rebuild the saved model of one combination (:func:`mmrec_plugin.runs.load`) and run
+    the subset analysis on the ``split`` pairs.
 
     Returns the JSON-able dict written by ``analyze``: ``results``, ``combination``, ``params``,
     ``model``, ``dataset``, ``split`` and the :func:`analyze_model` keys.
     """
-    from mmrec_plugin.analysis.report import load_results
     from mmrec_plugin.analysis.subsets import analyze_model
-    from mmrec_plugin.host.config import Config
-    from mmrec_plugin.host.dataloader import TrainDataLoader
-    from mmrec_plugin.host.dataset import RecDataset
-    from mmrec_plugin.registry import get_model
+    from mmrec_plugin.runs import load
 
     if split not in ("test", "valid"):
         raise UserError(f"--split must be test or valid, got {split!r}")
-    results = load_results(results_path)
-    combo = find_combination(results, combination)
-    model_path = resolve_model_path(combo, results_path)
-    saved = _torch_load(model_path)
-    if not isinstance(saved, dict) or "state_dict" not in saved:
-        raise DataError(f"{model_path}: expected a dict with 'state_dict' and 'config'")
-    saved_cfg = dict(saved.get("config") or combo.get("config") or {})
-    model_name = saved_cfg.get("model") or results.get("model")
-    dataset_name = saved_cfg.get("dataset") or results.get("dataset")
-    if not model_name or not dataset_name:
-        raise DataError(f"{model_path}: the saved config names no model/dataset")
-    data_path = data_path or saved_cfg.get("data_path") or "data/"
-    config = Config(model_name, dataset_name, config_dict={"data_path": data_path})
-    for key, value in saved_cfg.items():
-        if key not in ("device", "data_path", "hyper_parameters", "results_dir", "model", "dataset"):
-            config[key] = value
+    run = load(results_path, combination, data_path=data_path)
+    combo, config = run.record, run.config
+    if not hasattr(run.model, "branch_scores"):
+        raise UserError(f"{config['model']} has no per-modality branches (branch_scores): the "
+                        f"subset analysis needs a multimodal model with text, visual and fused scores")
     logger.info("analyze: %s on %s, combination %s, %s split, K=%d",
-                model_name, dataset_name, combo.get("id"), split, k)
-    full = RecDataset(config)
-    train_ds, valid_ds, test_ds = full.split()
-    eval_ds = test_ds if split == "test" else valid_ds
-    train_loader = TrainDataLoader(config, train_ds, batch_size=config["train_batch_size"], shuffle=False)
-    model = get_model(model_name)(config, train_loader).to(config["device"])
-    try:
-        model.load_state_dict(saved["state_dict"])
-    except RuntimeError as exc:
-        raise DataError(f"{model_path} does not fit {model_name} built from its config: {exc}") from None
+                config["model"], config["dataset"], combo.get("id"), split, k)
+    eval_ds = run.data.split(split)
     users = np.asarray(eval_ds.users, dtype=np.int64)
     items = np.asarray(eval_ds.items, dtype=np.int64)
-    folder = os.path.join(config["data_path"], dataset_name)
-    types = pair_types_for(folder, dataset_name, users, items)
-    result = analyze_model(model, train_ds.inter_matrix(form="csr"), users, items, k=k,
+    folder = os.path.join(config["data_path"], config["dataset"])
+    types = pair_types_for(folder, config["dataset"], users, items)
+    result = analyze_model(run.model, run.data.train.inter_matrix(form="csr"), users, items, k=k,
                            pair_types=types, batch_size=batch_size)
     head = {"results": os.path.abspath(results_path), "combination": combo.get("id"),
-            "params": combo.get("params"), "model": model_name, "dataset": dataset_name,
+            "params": combo.get("params"), "model": config["model"], "dataset": config["dataset"],
             "split": split}
     head.update(result)
     return head
@@ -176,9 +95,10 @@ def record_analysis(model, config, train_dataset, test_dataset) -> Optional[Dict
     import torch
 
     from mmrec_plugin.analysis.subsets import analyze_model
-    from mmrec_plugin.host.config import jsonable, valid_metric_key
+    from mmrec_plugin.host.schema import parse_metric
+    from mmrec_plugin.utils import jsonable
 
-    k = int(valid_metric_key(config).split("@")[1])
+    k = parse_metric(config["valid_metric"])[1]
     users = np.asarray(test_dataset.users, dtype=np.int64)
     items = np.asarray(test_dataset.items, dtype=np.int64)
     try:

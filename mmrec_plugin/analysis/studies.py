@@ -47,18 +47,6 @@ logger = logging.getLogger(__name__)
 DEFAULT = "default"
 MODEL = "BRMRS"
 
-# Used only when the model yaml cannot be read (e.g. before BRMRS is installed).
-FALLBACK_DEFAULTS = {
-    "chns_weight": 1.0,
-    "syn_weight": 1.0,
-    "syn_margin": 0.1,
-    "bpr_weight": 0.0,
-    "pool_size": 32,
-    "neg_strategy": "cross",
-    "nce_weight": 0.0,
-    "orth_weight": 0.0,
-}
-
 FUSED_BPR = {"chns_weight": [0.0], "syn_weight": [0.0], "bpr_weight": [1.0]}
 
 STUDIES: Dict[str, Dict] = {
@@ -130,21 +118,15 @@ def _unknown(name: str) -> UserError:
 
 
 def model_defaults(model: str = MODEL) -> Dict:
-    """The model yaml's values (lists kept as lists), or ``{}`` when it cannot be read."""
-    try:
-        import yaml
+    """The model's keys with their defaults: its schema's, then its yaml's (grid lists kept)."""
+    from mmrec_plugin.host.config import load_yaml, model_schema
+    from mmrec_plugin.registry import get_model, model_config_path
 
-        from mmrec_plugin.registry import model_config_path
-
-        path = model_config_path(model)
-        if not path or not os.path.isfile(path):
-            return {}
-        with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
-        return data if isinstance(data, dict) else {}
-    except Exception as exc:  # the yaml is optional here; fall back with a note
-        logger.debug("model yaml of %s not readable: %s", model, exc)
-        return {}
+    out = {k: spec.default for k, spec in model_schema(get_model(model)).items()}
+    path = model_config_path(model)
+    if path:
+        out.update(load_yaml(path))
+    return out
 
 
 def _first(value):
@@ -157,8 +139,8 @@ def study_config(name: str, variant: Optional[str] = None, defaults: Optional[Di
     Args:
         name: a key of :data:`STUDIES`.
         variant: which variant (default: the study's first).
-        defaults: the model's values (default: read from the BRMRS yaml, else
-            :data:`FALLBACK_DEFAULTS`); a list value means its first element.
+        defaults: the model's values (default: :func:`model_defaults`); a list value means
+            its first element.
 
     Returns:
         A fresh dict of overrides; every key of its ``hyper_parameters`` maps to a list.
@@ -177,7 +159,7 @@ def study_config(name: str, variant: Optional[str] = None, defaults: Optional[Di
     cfg = copy.deepcopy(variants[variant])
     for key, values in cfg.items():
         if isinstance(values, list) and DEFAULT in values:
-            resolved = _first(defaults.get(key, FALLBACK_DEFAULTS.get(key)))
+            resolved = _first(defaults.get(key))
             if resolved is None:
                 raise UserError(f"study {name!r}: no default known for key {key!r}")
             out: List = []
@@ -209,7 +191,7 @@ def pin_model_grid(overrides: Dict, defaults: Optional[Dict] = None) -> Dict:
 
 
 def study_variants(name: str, defaults: Optional[Dict] = None) -> Dict[str, Dict]:
-    """``{variant: overrides}`` of a study, resolved and pinned (ready for quick_start)."""
+    """``{variant: overrides}`` of a study, resolved and pinned (ready for the grid search)."""
     if name not in STUDIES:
         raise _unknown(name)
     if defaults is None:
@@ -223,9 +205,11 @@ def study_variants(name: str, defaults: Optional[Dict] = None) -> Dict[str, Dict
 # ------------------------------------------------------------------------- running
 def _default_runner(model: str, dataset: str, config_dict: Dict) -> Dict:
     from mmrec_plugin.analysis.rerun import record_analysis
-    from mmrec_plugin.host.quick_start import quick_start
+    from mmrec_plugin.host.config import Config, strict_key
+    from mmrec_plugin.runs import grid
 
-    return quick_start(model, dataset, config_dict=config_dict, save_model=True, analyze=record_analysis)
+    config = Config(model, dataset, config_dict=config_dict, check_keys=strict_key)
+    return grid(config, analyze=record_analysis)
 
 
 def results_json_path(results_dir: str, model: str, dataset: str) -> str:
@@ -250,8 +234,9 @@ def run_study(
         results_dir: parent folder; variant ``v`` writes to ``<results_dir>/<name>/<v>/``.
         data_path: data folder (default: the host's ``data_path``).
         extra: further overrides applied to every variant (e.g. ``{"epochs": 50}``).
-        runner: ``runner(model, dataset, config_dict)`` (default: host ``quick_start``);
-            may return the summary dict, whose ``path`` is then the variant's file.
+        runner: ``runner(model, dataset, config_dict)`` (default: the run pipeline's
+            :func:`~mmrec_plugin.runs.grid`); may return the summary dict, whose ``path`` is
+            then the variant's file.
     """
     if name not in STUDIES:
         raise _unknown(name)
@@ -327,8 +312,8 @@ def run_gamma_sweep(
             start from the demo dataset's budget (:func:`demo_budget`), which ``extra``
             overrides.
         k: cutoff of the per-type recall.
-        runner / generate / analyze: injection points for tests (defaults: host
-            ``quick_start``, :func:`mmrec_plugin.data.synthetic` generator, and
+        runner / generate / analyze: injection points for tests (defaults: the run
+            pipeline's grid, the :func:`mmrec_plugin.data.synthetic` generator, and
             :func:`mmrec_plugin.analysis.rerun.analyze_results` on the best combination).
 
     Returns:

@@ -24,7 +24,6 @@ import torch
 import torch.nn as nn
 
 from mmrec_plugin.host.dataset import load_modalities
-from mmrec_plugin.utils import cfg_get as _get
 
 logger = logging.getLogger(__name__)
 
@@ -64,16 +63,16 @@ class GeneralRecommender(AbstractRecommender):
 
     def __init__(self, config, dataloader):
         super().__init__()
-        self.USER_ID = _get(config, "USER_ID_FIELD", "userID")
-        self.ITEM_ID = _get(config, "ITEM_ID_FIELD", "itemID")
+        self.USER_ID = config["USER_ID_FIELD"]
+        self.ITEM_ID = config["ITEM_ID_FIELD"]
         self.NEG_ITEM_ID = "neg_" + self.ITEM_ID
         dataset = dataloader.dataset
         self.n_users = int(dataset.get_user_num())
         self.n_items = int(dataset.get_item_num())
-        self.batch_size = _get(config, "train_batch_size", 2048)
-        self.device = torch.device(_get(config, "device", "cpu"))
+        self.batch_size = config["train_batch_size"]
+        self.device = torch.device(config["device"])
         self.features = {}
-        if _get(config, "is_multimodal_model", False) and not _get(config, "end2end", False):
+        if config["is_multimodal_model"] and not config["end2end"]:
             self.features = {
                 name: (None if arr is None else torch.from_numpy(arr).float().to(self.device))
                 for name, arr in load_modalities(config, self.n_items).items()

@@ -106,6 +106,13 @@ class TrainDataLoader:
         """Reset the sampler to ``config['seed']`` (called once per grid combination)."""
         self._rng = np.random.default_rng(_seed_of(self.config))
 
+    def rng_state(self) -> dict:
+        """The sampler's generator state (a resumed run continues its draws)."""
+        return self._rng.bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        self._rng.bit_generator.state = state
+
     def inter_matrix(self, form: str = "coo", value_field=None):
         """The training matrix of ones, ``(n_users, n_items)``; ``form`` 'coo' or 'csr'."""
         return self.dataset.inter_matrix(form=form)

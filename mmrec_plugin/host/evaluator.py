@@ -154,6 +154,32 @@ def topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
     return topk_rows(scores, k)[1]
 
 
+#: the score that masks an item out of a ranking (the trainer's and MMRec's value)
+MASKED = -1e10
+
+
+def rank_batch(model, batch, k: int, with_scores: bool = False):
+    """``LongTensor[B, k]`` (CPU): the ``k`` best items of each user of an evaluation batch
+    ``[users, mask]`` under ``model.full_sort_predict``, with the ``mask`` (row, item) pairs
+    set to :data:`MASKED` first (with ``with_scores``: also their scores, ``[B, k]``). The one
+    ranking rule: evaluation, per-user analysis and recommendations all call it."""
+    scores = model.full_sort_predict(batch)
+    mask = batch[1]
+    scores[mask[0], mask[1]] = MASKED
+    values, top = topk_rows(scores, min(int(k), scores.shape[1]))
+    if with_scores:
+        return top.cpu(), values.detach().float().cpu()
+    return top.cpu()
+
+
+def rank_loader(model, eval_loader, k: int):
+    """:func:`rank_batch` over every batch of ``eval_loader``: ``LongTensor[N, k]`` rows in
+    ``eval_loader.eval_users`` order, or None for a loader without users. Call under
+    ``torch.no_grad()`` with the model in eval mode."""
+    tops = [rank_batch(model, batch, k) for batch in eval_loader]
+    return torch.cat(tops, dim=0) if tops else None
+
+
 def topk_hits(
     topk_index: Union[np.ndarray, torch.Tensor],
     indptr: np.ndarray,

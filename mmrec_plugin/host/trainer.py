@@ -9,15 +9,20 @@ clipping (``clip_grad_norm``), an optimiser step; then ``model.post_epoch_proces
 ``lr_epoch = learning_rate * a ** (epoch / b)`` for ``learning_rate_scheduler = [a, b]``.
 
 Every ``eval_step`` epochs the valid and test loaders are ranked in full (training items set to
-``-1e10``; the ``max(topk)`` best by ``evaluator.topk_indices``, which gives ``torch.topk``'s
-result, cheaper on CPU). Early stopping follows MMRec: the valid score ``valid_metric`` improves
+``-1e10``; the ``max(topk)`` best by :func:`~mmrec_plugin.host.evaluator.rank_loader`, which
+gives ``torch.topk``'s result, cheaper on CPU). Early stopping follows MMRec: the valid score ``valid_metric`` improves
 when strictly greater than the best so far; otherwise a counter grows, and training stops
 once it exceeds ``stopping_step`` (so after ``stopping_step + 1`` evaluations in a row
 without improvement). The state at the best valid evaluation is kept
 (``best_state``) and restored into the model at the end. A NaN or infinite loss raises
 :class:`NanLossError` instead of being swallowed.
 
-Args (config keys):
+:meth:`Trainer.state_dict` / :meth:`Trainer.load_state_dict` carry everything a run needs to
+continue exactly where it stopped (model, optimiser, schedule, early-stopping state, history,
+random generators): the run pipeline checkpoints every epoch and a killed combination
+resumes at its last finished epoch, with the same final result.
+
+Args (config keys; the Config has checked them, :mod:`mmrec_plugin.host.schema`):
     learner (str): adam (torch's fused Adam where available) | sgd | adagrad | rmsprop.
     learning_rate (float), weight_decay (float, default 0),
     learning_rate_scheduler ([a, b], default [1.0, 50]),
@@ -29,16 +34,16 @@ from __future__ import annotations
 
 import logging
 import math
-import os
+import random
 import time
 from typing import Callable, Dict, Optional, Tuple
 
+import numpy as np
 import torch
 
 from mmrec_plugin.errors import ConfigError, UserError
-from mmrec_plugin.host.evaluator import Evaluator, topk_indices
-from mmrec_plugin.utils import cfg_get as _get
-from mmrec_plugin.utils import config_number as _number
+from mmrec_plugin.host.evaluator import Evaluator, rank_loader
+from mmrec_plugin.host.schema import check_config, parse_metric
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +69,21 @@ def make_optimizer(learner: str, params, lr: float, weight_decay: float) -> torc
     return cls(params, lr=lr, weight_decay=weight_decay)
 
 
+def state_copy(state: Dict, device=None) -> Dict:
+    """A detached copy of a ``state_dict`` (on ``device`` when given); entries that are not
+    tensors (a module's ``get_extra_state``) are deep-copied."""
+    import copy
+
+    out = {}
+    for k, v in state.items():
+        if torch.is_tensor(v):
+            v = v.detach()
+            out[k] = v.to(device) if device is not None and v.device != torch.device(device) else v.clone()
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
 class NanLossError(UserError):
     """The training loss became NaN or infinite."""
 
@@ -77,52 +97,30 @@ class Trainer:
     """
 
     def __init__(self, config, model):
+        check_config(config)
         self.config = config
         self.model = model
-        learner = str(_get(config, "learner", "adam")).lower()
-        if learner not in LEARNERS:
-            raise ConfigError(
-                f"config key 'learner': unknown optimiser {_get(config, 'learner')!r}; "
-                f"accepted: {', '.join(LEARNERS)}"
-            )
-        self.learner = learner
-        self.learning_rate = _number(config, "learning_rate", 0.001, float, 0.0)
-        self.weight_decay = _number(config, "weight_decay", 0.0, float, 0.0)
-        self.epochs = _number(config, "epochs", 1000, int, 1)
-        self.eval_step = _number(config, "eval_step", 1, int, 1)
-        self.stopping_step = _number(config, "stopping_step", 20, int, 0)
+        self.learner = str(config["learner"]).lower()
+        self.learning_rate = float(config["learning_rate"])
+        self.weight_decay = float(config["weight_decay"])
+        self.epochs = int(config["epochs"])
+        self.eval_step = int(config["eval_step"])
+        self.stopping_step = int(config["stopping_step"])
         self.evaluator = Evaluator(config)
-        vm = str(_get(config, "valid_metric", "Recall@20")).lower()
-        name, _, k = vm.partition("@")
-        if name not in self.evaluator.metrics or not k.isdigit() or int(k) not in self.evaluator.topk:
-            raise ConfigError(
-                f"config key 'valid_metric' is {_get(config, 'valid_metric')!r}; it must be "
-                f"<metric>@<K> with metric in metrics {self.evaluator.metrics} and K in topk "
-                f"{self.evaluator.topk}"
-            )
-        self.valid_metric = vm
+        self.valid_metric = getattr(config, "valid_metric_key", None) or "@".join(
+            map(str, parse_metric(config["valid_metric"])))
         n_items = getattr(model, "n_items", None)
         if isinstance(n_items, int) and self.evaluator.max_k > n_items:
             raise ConfigError(
                 f"config key 'topk': the largest cut-off {self.evaluator.max_k} exceeds the "
                 f"{n_items} items of the dataset; use cut-offs <= {n_items}, e.g. --topk \"[5, 10]\""
             )
-        clip = _get(config, "clip_grad_norm", None)
-        if clip is not None and not isinstance(clip, dict):
-            clip = {"max_norm": float(clip)}
-        self.clip_grad_norm = clip
-        sched = _get(config, "learning_rate_scheduler", [1.0, 50])
-        try:
-            a, b = float(sched[0]), float(sched[1])
-            if b == 0:
-                raise ValueError
-        except (TypeError, ValueError, IndexError, KeyError):
-            raise ConfigError(
-                f"config key 'learning_rate_scheduler' must be [a, b] with b != 0 "
-                f"(lr factor a ** (epoch / b)), got {sched!r}"
-            ) from None
+        clip = config.get("clip_grad_norm")
+        self.clip_grad_norm = None if clip is None else (dict(clip) if isinstance(clip, dict)
+                                                         else {"max_norm": float(clip)})
+        a, b = (float(x) for x in config["learning_rate_scheduler"])
         params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(learner, params, self.learning_rate, self.weight_decay)
+        self.optimizer = make_optimizer(self.learner, params, self.learning_rate, self.weight_decay)
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda=lambda epoch: a ** (epoch / b)
         )
@@ -134,12 +132,14 @@ class Trainer:
         self.history: list = []
         self.last_terms: Optional[Dict[str, float]] = None
         self.cur_step = 0
+        self.start_epoch = 0  # > 0 after load_state_dict (a resumed run)
+        self.pruned = False
 
     # ------------------------------------------------------------------ pieces
     def _state_copy(self) -> Dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return state_copy(self.model.state_dict())
 
-    def _train_epoch(self, train_data, epoch: int) -> float:
+    def train_epoch(self, train_data, epoch: int) -> float:
         """The epoch's summed loss; for a model that leaves ``{name: scalar}`` in
         ``model.last_loss_terms`` after each ``calculate_loss``, their per-epoch sums go to
         ``self.last_terms``."""
@@ -175,17 +175,55 @@ class Trainer:
     def evaluate(self, eval_data) -> Dict[str, float]:
         """Full-ranking metrics of the current model on ``eval_data`` (an EvalDataLoader)."""
         self.model.eval()
-        max_k = self.evaluator.max_k
-        tops = []
-        for batch in eval_data:
-            scores = self.model.full_sort_predict(batch)
-            mask = batch[1]
-            scores[mask[0], mask[1]] = -1e10
-            k = min(max_k, scores.shape[1])
-            tops.append(topk_indices(scores, k).cpu())
-        if not tops:
+        top = rank_loader(self.model, eval_data, self.evaluator.max_k)
+        if top is None:
             return {f"{m}@{k}": 0.0 for m in self.evaluator.metrics for k in self.evaluator.topk}
-        return self.evaluator.evaluate(torch.cat(tops, dim=0), eval_data)
+        return self.evaluator.evaluate(top, eval_data)
+
+    # ------------------------------------------------------------------ resume
+    def state_dict(self, train_data=None) -> Dict:
+        """Everything a resumed :meth:`fit` needs to continue exactly where this one is: the
+        model (and the ``training_state()`` of its submodules that keep per-epoch state outside
+        their parameters), optimiser and schedule, the early-stopping state and history, and
+        the random generators (Python's, numpy's, torch's and the training loader's)."""
+        state = {
+            "epoch": len(self.history), "model": self.model.state_dict(),
+            # per-epoch state of submodules outside their parameters (e.g. the BR-MRS
+            # objective's epoch count): modules with training_state() / load_training_state()
+            "modules": {name: m.training_state() for name, m in self.model.named_modules()
+                        if callable(getattr(m, "training_state", None))},
+            "optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_scheduler.state_dict(),
+            "best_valid_score": self.best_valid_score, "best_valid_result": self.best_valid_result,
+            "best_test_upon_valid": self.best_test_upon_valid, "best_state": self.best_state,
+            "best_epoch": self.best_epoch, "history": self.history, "cur_step": self.cur_step,
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+        }
+        if train_data is not None and hasattr(train_data, "rng_state"):
+            state["rng"]["loader"] = train_data.rng_state()
+        return state
+
+    def load_state_dict(self, state: Dict, train_data=None) -> None:
+        """Continue from :meth:`state_dict`'s ``state`` (the next :meth:`fit` starts at its epoch)."""
+        self.model.load_state_dict(state["model"])
+        modules = dict(self.model.named_modules())
+        for name, value in state.get("modules", {}).items():
+            modules[name].load_training_state(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        for name in ("best_valid_score", "best_valid_result", "best_test_upon_valid", "best_state",
+                     "best_epoch", "history", "cur_step"):
+            setattr(self, name, state[name])
+        self.start_epoch = int(state["epoch"])
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        if train_data is not None and rng.get("loader") is not None:
+            train_data.set_rng_state(rng["loader"])
 
     # ------------------------------------------------------------------ loop
     def fit(
@@ -193,22 +231,24 @@ class Trainer:
         train_data,
         valid_data=None,
         test_data=None,
-        saved: bool = False,
         verbose: bool = True,
         on_eval: Optional[Callable[[int, float], bool]] = None,
+        on_epoch: Optional[Callable[["Trainer"], None]] = None,
     ) -> Tuple[float, Dict[str, float], Dict[str, float]]:
         """Train; return ``(best_valid_score, best_valid_result, best_test_upon_valid)``.
 
         ``on_eval(epoch, valid_score)``, called after every evaluation, may return False to
         stop training there (an early-termination scheduler pruning this run): then
-        ``self.pruned`` is True and the best results so far are returned.
+        ``self.pruned`` is True and the best results so far are returned. ``on_epoch(trainer)``
+        is called at the end of every epoch that training goes on after (to checkpoint it).
+        After :meth:`load_state_dict`, training continues at the saved epoch.
         """
         log = logger.info if verbose else logger.debug
         stop = False
         self.pruned = False
-        for epoch in range(self.epochs):
+        for epoch in range(self.start_epoch, self.epochs):
             t0 = time.time()
-            loss = self._train_epoch(train_data, epoch)
+            loss = self.train_epoch(train_data, epoch)
             self.lr_scheduler.step()
             post = self.model.post_epoch_processing()
             train_s = time.time() - t0
@@ -254,20 +294,11 @@ class Trainer:
                     f"{self.cur_step} evaluations; best epoch {self.best_epoch}"
                 )
                 break
+            if on_epoch is not None and epoch + 1 < self.epochs:
+                on_epoch(self)
         if self.best_state is None:  # no evaluation happened: keep the final state
             self.best_state = self._state_copy()
             self.best_epoch = self.history[-1]["epoch"] if self.history else None
         else:
             self.model.load_state_dict(self.best_state)
-        if saved:
-            self._save()
         return self.best_valid_score, self.best_valid_result, self.best_test_upon_valid
-
-    def _save(self) -> str:
-        folder = str(_get(self.config, "checkpoint_dir", "saved"))
-        os.makedirs(folder, exist_ok=True)
-        name = f"{_get(self.config, 'model', type(self.model).__name__)}-{_get(self.config, 'dataset', 'data')}.pth"
-        path = os.path.join(folder, name)
-        torch.save({"state_dict": self.best_state, "best_epoch": self.best_epoch}, path)
-        logger.info("saved the best model to %s", path)
-        return path

@@ -2,7 +2,7 @@
 
 - :mod:`.model`        ``BRMRSNet``: one ``ModalityChannel`` per modality, any M >= 2;
 - :mod:`.objective`    ``BRObjective``: CHNS + synergy-aware BPR (+ fused BPR) for any model;
-- :mod:`.config`       ``BRMRSConfig``: every key, defaults read from ``BRMRS.yaml``;
+- :mod:`.config`       ``BRMRSConfig`` and ``ObjectiveConfig``: every key, its type and default;
 - :mod:`.pools`        candidate pools from ``I \\ O_u`` and the choice of negatives;
 - :mod:`.losses`       BPR, CHNS, synergy-aware BPR, InfoNCE, orthogonality;
 - :mod:`.fusion`       ``mean`` / ``gate`` / ``mlp`` / ``concat`` fusion of M modalities;

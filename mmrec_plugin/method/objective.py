@@ -7,8 +7,8 @@ any MMRec-style model calls it from ``calculate_loss`` in a few lines::
 
     from mmrec_plugin.method.objective import BRObjective
 
-    # in __init__ (same keys and defaults as BRMRS: pool_size, neg_strategy, chns_weight,
-    # syn_weight, syn_margin, syn_detach, bpr_weight; read from the MMRec config):
+    # in __init__ (the keys and defaults of ObjectiveConfig, shared with BRMRS: pool_size,
+    # neg_strategy, chns_weight, syn_weight, syn_margin, ...; read from the MMRec config):
     self.br = BRObjective(dataloader.inter_matrix(form="coo"), config)
 
     # in pre_epoch_processing(): self.br.start_epoch()   (chns_warmup / chns_decay count epochs)
@@ -67,15 +67,10 @@ from torch import Tensor, nn
 from mmrec_plugin.sparse import binarize, pair_scores
 
 from .losses import bpr_loss, chns_loss, pool_softmax_loss, synergy_bpr_loss
+from .config import OBJECTIVE_KEYS, BRMRSConfig, ObjectiveConfig
 from .pools import _train_codes, sample_candidate_pool, select_negatives
 
 __all__ = ["BRObjective", "OBJECTIVE_KEYS", "Branch", "score_items"]
-
-#: the config keys the objective reads (same names and defaults as BRMRS)
-OBJECTIVE_KEYS = ("pool_size", "neg_strategy", "chns_hardness", "chns_temperature", "chns_topk",
-                  "chns_warmup", "chns_decay", "chns_guard", "chns_weight", "syn_weight", "syn_margin",
-                  "syn_detach", "bpr_weight", "pool_softmax_weight", "pool_softmax_temperature",
-                  "branch_bpr_weight")
 
 Scorer = Callable[[Tensor], Tensor]
 Branch = Union[Tuple[Tensor, Tensor], Scorer]
@@ -98,9 +93,9 @@ class BRObjective(nn.Module):
     Args:
         train_matrix: the ``(n_users, n_items)`` training interactions (scipy sparse, any
             values; binarised): pools never hold a user's training item.
-        config: an MMRec / host config, a dict, or a
-            :class:`~mmrec_plugin.method.config.BRMRSConfig` (None: every default). Only
-            :data:`OBJECTIVE_KEYS` are read; defaults come from ``BRMRS.yaml``.
+        config: an :class:`~mmrec_plugin.method.config.ObjectiveConfig` (or a BRMRSConfig: its
+            ``objective``), an MMRec / host config or a dict (None: every default). Only
+            :data:`OBJECTIVE_KEYS` are read, with ObjectiveConfig's defaults.
         **overrides: values for :data:`OBJECTIVE_KEYS` that win over ``config``.
 
     Buffers (the training matrix as sorted codes) are non-persistent: ``.to(device)`` moves
@@ -109,16 +104,17 @@ class BRObjective(nn.Module):
 
     def __init__(self, train_matrix, config=None, **overrides):
         super().__init__()
-        from .config import BRMRSConfig  # (config imports pools and fusion only)
-
         unknown = sorted(set(overrides) - set(OBJECTIVE_KEYS))
         if unknown:
             raise TypeError(f"BRObjective: unknown keys {unknown}; known: {', '.join(OBJECTIVE_KEYS)}")
+        if isinstance(config, BRMRSConfig):
+            config = config.objective
         # another model's config may use other BRMRS key names for its own purposes: read ours only
-        cfg = config if isinstance(config, BRMRSConfig) else BRMRSConfig.from_config(config or {}, OBJECTIVE_KEYS)
+        cfg = config if isinstance(config, ObjectiveConfig) else ObjectiveConfig.from_config(config or {})
         if overrides:
             cfg = cfg.replace(**overrides)
-        for name in OBJECTIVE_KEYS:
+        self.cfg = cfg
+        for name in OBJECTIVE_KEYS:  # (read on the hot path; pool_size may be clamped below)
             setattr(self, name, getattr(cfg, name))
         self.epoch = 0  # the epoch being trained (start_epoch counts)
         self._epochs_started = 0
@@ -139,6 +135,15 @@ class BRObjective(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={getattr(self, k)!r}" for k in OBJECTIVE_KEYS)
+
+    def training_state(self) -> Dict[str, int]:
+        """The epoch count (CHNS warm-up and decay): what a resumed training run must continue
+        besides the parameters (the host's trainer checkpoints it, see its ``state_dict``)."""
+        return {"epochs_started": self._epochs_started, "epoch": self.epoch}
+
+    def load_training_state(self, state: Mapping[str, int]) -> None:
+        self._epochs_started = int(state["epochs_started"])
+        self.epoch = int(state["epoch"])
 
     # -- epochs (warm-up and decay of the CHNS weight) ---------------------------------------
     def start_epoch(self) -> None:

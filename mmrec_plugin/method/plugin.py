@@ -3,13 +3,15 @@ models ``FREEDOM_BR`` and ``MMGCN_BR`` (``src/models/freedom_br.py``, ``mmgcn_br
 host's FREEDOM and MMGCN.
 
 A sibling trains its model with :class:`mmrec_plugin.method.objective.BRObjective`
-(CHNS + synergy-aware BPR + fused BPR, BRMRS's keys and defaults) INSTEAD of the model's own
-ranking loss; the model's regulariser (``regularizer()``, if not None) stays. Everything else
+(CHNS + synergy-aware BPR + fused BPR; the keys and defaults of
+:class:`~mmrec_plugin.method.config.ObjectiveConfig`, shared with BRMRS) INSTEAD of the model's
+own ranking loss; the model's regulariser (``regularizer()``, if not None) stays. Everything else
 (graphs, propagation, edge pruning, ranking) is the parent model's. The parent provides
 ``branches(users) -> ({modality: (user_rep [B, d], item_rep [n_items, d])}, fused pair)``:
 its per-modality representations (each model's docstring says what they are), and
 ``regularizer(users, pos, neg)`` (a scalar or None) and ``drop_eval_cache()``.
 """
+from .config import ObjectiveConfig
 from .objective import BRObjective
 
 
@@ -17,7 +19,8 @@ class BRObjectiveLoss:
     """Mixin: ``calculate_loss`` is the BR-MRS objective over the parent's ``branches``."""
 
     def _init_objective(self, config, dataloader) -> None:
-        self.br = BRObjective(dataloader.inter_matrix(form="coo"), config).to(self.device)
+        cfg = ObjectiveConfig.from_config(config)
+        self.br = BRObjective(dataloader.inter_matrix(form="coo"), cfg).to(self.device)
 
     def pre_epoch_processing(self):
         """The parent's (e.g. FREEDOM's edge pruning), then the objective counts the epoch

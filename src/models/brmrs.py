@@ -5,7 +5,8 @@ It runs unchanged inside an MMRec checkout (base class ``common.abstract_recomme
 modalities ``text`` = ``t_feat`` and ``visual`` = ``v_feat``) and in the plugin's host
 (``mmrec_plugin.host``; a dataset may declare more modalities with ``feature_files``, which
 the host loads into ``self.features``). The method, its equations and every config key:
-docs/METHOD.md and ``configs/model/BRMRS.yaml`` (the defaults' one source).
+docs/METHOD.md and :class:`mmrec_plugin.method.config.BRMRSConfig` (every key's type,
+default and meaning; ``configs/model/BRMRS.yaml`` lists the grid).
 """
 import os
 
@@ -20,16 +21,18 @@ from mmrec_plugin.errors import ConfigError, DataError
 from mmrec_plugin.method.cache import cache_dir
 from mmrec_plugin.method.config import BRMRSConfig
 from mmrec_plugin.method.model import BRMRSNet, upgrade_v01_state_dict
-from mmrec_plugin.utils import cfg_get
 
 
 class BRMRS(GeneralRecommender):
     """MMRec's ``GeneralRecommender`` contract, delegated to :class:`BRMRSNet`."""
 
+    #: every key the model reads, with its type, default and meaning (the host checks them)
+    config_schema = BRMRSConfig
+
     def __init__(self, config, dataloader):
         cfg = BRMRSConfig.from_config(config)  # fail before loading anything
         super(BRMRS, self).__init__(config, dataloader)
-        folder = os.path.join(str(cfg_get(config, "data_path", "")), str(cfg_get(config, "dataset", "")))
+        folder = os.path.join(str(config["data_path"] or ""), str(config["dataset"] or ""))
         features = getattr(self, "features", None) or {"text": self.t_feat, "visual": self.v_feat}
         missing = [m for m, f in features.items() if f is None]
         if missing or len(features) < 2:
@@ -44,7 +47,7 @@ class BRMRS(GeneralRecommender):
         if inter.shape != (self.n_users, self.n_items):
             raise DataError(f"training matrix has shape {inter.shape}, expected (n_users, n_items) = "
                             f"({self.n_users}, {self.n_items})")
-        path = cache_dir(cfg_get(config, "data_path", "."), cfg_get(config, "dataset", "dataset")) \
+        path = cache_dir(config["data_path"] or ".", config["dataset"] or "dataset") \
             if cfg.graph_cache else None
         try:
             self.net = BRMRSNet(cfg, inter, features, cache_path=path, device=self.device)
@@ -75,3 +78,10 @@ class BRMRS(GeneralRecommender):
 
     def branch_scores(self, users):
         return self.net.branch_scores(users)
+
+    def embeddings(self):
+        """Branch -> ``(users [n_users, d], items [n_items, d])`` whose products are the branch's
+        scores: each modality by name and ``fused`` (what ranks)."""
+        reps = dict(self.net.representations())
+        reps["fused"] = reps.pop("f")
+        return reps

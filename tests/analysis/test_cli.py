@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import mmrec_plugin.data.synthetic as synthetic
 import mmrec_plugin.host.abstract_recommender as abstract
-import mmrec_plugin.host.quick_start as quick_start_mod
+from mmrec_plugin.runs import quick_start
 from mmrec_plugin.analysis import cli
 from mmrec_plugin.analysis import rerun
 from mmrec_plugin.analysis.rerun import record_analysis
@@ -53,7 +53,7 @@ def trained(tmp_path_factory):
                        min_per_user=5, max_per_user=15, seed=3)
     register_model("ToyBranch", ToyBranch)
     results = root / "results"
-    summary = quick_start_mod.quick_start(
+    summary = quick_start(
         "ToyBranch", "toysyn",
         config_dict={"data_path": str(data), "results_dir": str(results), "epochs": 2,
                      "learning_rate": [0.01, 0.05], "topk": [5, 10, 20]},

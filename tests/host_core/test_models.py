@@ -117,7 +117,7 @@ def test_bpr_loss_and_scores(tmp_path, h):
 
 def test_grid_list_is_config_error(tmp_path, h):
     cfg, train, loader = _tiny(tmp_path, h)
-    with pytest.raises(ConfigError, match="LightGCN: config key 'reg_weight'.*quick_start"):
+    with pytest.raises(ConfigError, match="LightGCN: config key 'reg_weight'.*a list is a grid"):
         LightGCN(dict(cfg, reg_weight=[1e-4, 1e-3]), loader)
 
 

@@ -144,10 +144,10 @@ def test_trainer_evaluate_unchanged(tmp_path, h, monkeypatch):
     te = EvalDataLoader(cfg, test, train, 32)
     trainer = Trainer(cfg, RandomScores(cfg, tr))
     calls = []
-    real = trainer_mod.topk_indices
-    monkeypatch.setattr(trainer_mod, "topk_indices", lambda s, k: calls.append(k) or real(s, k))
+    real = evaluator_mod.topk_rows
+    monkeypatch.setattr(evaluator_mod, "topk_rows", lambda s, k: calls.append(k) or real(s, k))
     ours = trainer.evaluate(te)
     assert calls and all(k == 50 for k in calls)
-    monkeypatch.setattr(trainer_mod, "topk_indices", lambda s, k: torch.topk(s, k, dim=-1).indices)
+    monkeypatch.setattr(evaluator_mod, "topk_rows", lambda s, k: torch.topk(s, k, dim=-1))
     assert trainer.evaluate(te) == ours
     assert ours["recall@50"] > 0

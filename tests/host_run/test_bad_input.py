@@ -1,7 +1,7 @@
 """Malformed input through the command line (`mmrec-plugin run`, i.e. `python main.py`): each
-case is exit status 2 and exactly one `error:` line that names the file or key, no traceback
-(issue 15, items 1-4 and 8-10). Also: `data validate` on a binary file, and a user without
-training interactions (a warning, not an error)."""
+case is exit status 2 and exactly one `error:` line that names the file or key, no
+traceback. Also: `data validate` on a binary file, and a user without training interactions
+(a warning, not an error)."""
 import os
 
 import numpy as np

@@ -189,7 +189,7 @@ def test_threads_flag_sets_and_prints_torch_threads(capsys, data, monkeypatch, r
 def test_threads_must_be_positive(capsys, data, restore_threads):
     code, _, err = run_main(capsys, "run", "-m", "BPR", "-d", "tiny", "--data-path", data,
                             "--threads", "0")
-    assert_user_error(code, err, "--threads must be a positive integer, got 0")
+    assert_user_error(code, err, "--threads: expected a positive integer, got '0'")
     code, _, err = run_main(capsys, "run", "-m", "BPR", "-d", "tiny", "--data-path", data,
                             "--threads", "two")
     assert_user_error(code, err, "--threads")

@@ -7,9 +7,8 @@ import torch
 
 from mmrec_plugin import registry
 from mmrec_plugin.errors import ConfigError
-from mmrec_plugin.host.config import (
-    Config, ConfigKeyError, expand_grid, load_yaml, parse_value, OVERALL_YAML,
-)
+from mmrec_plugin.host.config import Config, ConfigKeyError, expand_grid, parse_value
+from mmrec_plugin.host.schema import HOST_KEYS
 
 
 class _Toy:
@@ -43,10 +42,9 @@ def toy(tmp_path, monkeypatch):
 def test_layer_order_overall_dataset_model_file_dict(toy):
     c = Config("layertoy", "dsx", config_dict={"data_path": toy["data"], "eval_step": 5},
                config_file=toy["file"])
-    overall = load_yaml(OVERALL_YAML)
     assert c["model"] == "LayerToy"  # the registered spelling
     assert c["dataset"] == "dsx"
-    assert c["train_batch_size"] == overall["train_batch_size"] == 2048  # overall only
+    assert c["train_batch_size"] == HOST_KEYS["train_batch_size"].default == 2048  # host default only
     assert c["embedding_size"] == [32, 16]   # dataset over overall
     assert c["USER_ID_FIELD"] == "uid"       # dataset yaml over MMRec's default keys
     assert c["ITEM_ID_FIELD"] == "itemID"    # MMRec default dataset key kept
@@ -129,15 +127,12 @@ def test_a_list_for_a_mapping_key_is_a_plain_value(toy):
 
 def test_brmrs_old_list_form_on_the_command_line_is_one_clear_error(tmp_path):
     """BRMRS's modality_weights default is the string auto, so the 0.1 list form [beta_v,
-    beta_t] on the command line becomes a grid of single numbers; each is rejected with the
-    mapping to write instead (not silently read as some other weights)."""
-    from mmrec_plugin.method.config import BRMRSConfig
-    c = Config("BRMRS", "demo", config_dict={"data_path": str(tmp_path), "modality_weights": [0.2, 0.8]})
-    assert c["modality_weights"] == [0.2, 0.8] and "modality_weights" in c["hyper_parameters"]
-    combo = dict(expand_grid(c)[0])
-    assert combo["modality_weights"] == 0.2
-    with pytest.raises(ConfigError, match=r"single number 0\.2.*\{text: 0\.8, visual: 0\.2\}"):
-        BRMRSConfig.from_config(combo)
+    beta_t] on the command line becomes a grid of single numbers; the Config rejects each
+    with the mapping to write instead (not silently read as some other weights), before
+    anything trains."""
+    with pytest.raises(ConfigError, match=r"'modality_weights'.*single number 0\.2.*"
+                                          r"\{text: 0\.8, visual: 0\.2\}.*the command line"):
+        Config("BRMRS", "demo", config_dict={"data_path": str(tmp_path), "modality_weights": [0.2, 0.8]})
 
 
 def test_dataset_without_yaml_gets_mmrec_default_keys(tmp_path, toy):
@@ -163,14 +158,17 @@ def test_packaged_dataset_yamls():
     ("valid_metric", "Recall@15", "K in"),
     ("valid_metric", "Recal@20", "did you mean 'Recall'"),
     ("valid_metric", "recall20", "<Metric>@<K>"),
-    ("metrics", ["Recall", "HR"], "names among"),
+    ("metrics", ["Recall", "HR"], "unknown metric 'HR'.*accepted: Recall, NDCG, Precision, MAP"),
     ("learner", "adamm", "did you mean 'adam'"),
-    ("epochs", 0, "positive integer"),
-    ("train_batch_size", 1.5, "positive integer"),
-    ("use_gpu", "yes", "true or false"),
-    ("learning_rate", -1.0, "positive finite number"),
+    ("epochs", 0, "an integer >= 1, got 0"),
+    ("train_batch_size", 1.5, "an integer >= 1, got 1.5"),
+    ("use_gpu", "yes", "True or False"),
+    ("learning_rate", -1.0, "a finite number > 0.0"),
+    ("learning_rate", float("nan"), "NaN is not a setting"),
     ("learning_rate_scheduler", [1.0], r"\[a, b\]"),
-    ("topk", [0, 5], "positive integers"),
+    ("topk", [0, 5], "positive integer or a non-empty list"),
+    ("field_separator", "ab", "single character"),
+    ("clip_grad_norm", "x", "null, a positive number"),
 ])
 def test_bad_values_name_key_and_allowed(toy, key, value, expect):
     with pytest.raises(ConfigError, match=expect) as info:

@@ -1,4 +1,4 @@
-"""Files and folders the tools create honour the user's umask (issue 15, item 14): the JSON
+"""Files and folders the tools create honour the user's umask: the JSON
 summary, saved models, the LMDB store, reports, generated datasets and anything written
 through utils.atomic_path (figures included), whose temporary file mkstemp makes 0600."""
 import os

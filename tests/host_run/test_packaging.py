@@ -42,7 +42,8 @@ def test_every_yaml_is_package_data():
         yamls |= {os.path.normpath(p) for p in
                   glob.glob(os.path.join(REPO, root, "**", "*.yaml"), recursive=True)}
     assert yamls - shipped == set()
-    assert os.path.join(REPO, "mmrec_plugin", "host", "configs", "overall.yaml") in shipped
+    assert os.path.join(REPO, "mmrec_plugin", "host", "configs", "dataset", "demo.yaml") in shipped
+    assert os.path.join(REPO, "src", "configs", "model", "BRMRS.yaml") in shipped
 
 
 def test_console_script_declared():

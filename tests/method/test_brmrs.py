@@ -82,23 +82,44 @@ def _model(tmp_path, **over):
     return brmrs.BRMRS(_config(tmp_path, **over), FakeLoader(inter)), inter
 
 
-def test_yaml_declares_every_key_with_the_config_defaults():
-    import dataclasses
+#: the documented defaults (docs/METHOD.md, "Config keys"), written out by hand
+DOCUMENTED = {
+    "embedding_size": 64, "feat_dropout": 0.0, "proj_bf16": False, "item_id_in_channels": True,
+    "n_ui_layers": 3, "n_ii_layers": 1, "n_uu_layers": 1, "edge_dropout": 0.5, "ii_knn_k": 10,
+    "ii_co_weight": 0.2, "uu_knn_k": 40, "uu_co_weight": 0.4, "modality_weights": "auto",
+    "fusion": "concat", "graph_cache": True, "knn_block_size": 2048, "reg_weight": 1e-4,
+    "nce_weight": 0.0, "nce_temperature": 0.2, "orth_weight": 0.0,
+    # the objective's (shared with FREEDOM_BR, MMGCN_BR)
+    "pool_size": 32, "neg_strategy": "cross", "chns_hardness": "topk", "chns_temperature": 1.0,
+    "chns_topk": 4, "chns_warmup": 0, "chns_decay": 1.0, "chns_guard": False,
+    "branch_bpr_weight": 0.0, "chns_weight": 1.0, "syn_weight": 1.0, "syn_margin": 0.1,
+    "syn_detach": False, "bpr_weight": 1.0, "pool_softmax_weight": 0.0,
+    "pool_softmax_temperature": 1.0,
+}
+#: the shipped grid (BRMRS.yaml)
+GRID = {"chns_weight": [1.0, 0.0], "syn_weight": [1.0], "syn_margin": [0.1],
+        "reg_weight": [0.0001, 0.001], "pool_size": [32]}
+
+
+def test_defaults_and_grid_are_the_documented_ones(tmp_path):
+    """The defaults a BRMRS run gets, through the dataclass and through the host's layered
+    config, are the documented ones; the yaml holds only the grid; every combination of the
+    grid is a valid config."""
     import itertools
 
+    from mmrec_plugin.host.config import Config, expand_grid
+
+    assert BRMRSConfig().to_dict() == DOCUMENTED
+    config = Config("BRMRS", "demo", config_dict={"data_path": str(tmp_path)})
+    grid = expand_grid(config)
+    assert len(grid) == 4 and [list(g) for g in grid][0] == ["seed"] + list(GRID)
+    for key, value in DOCUMENTED.items():
+        assert config[key] == GRID.get(key, value), key
     with open(ROOT / "src" / "configs" / "model" / "BRMRS.yaml") as fh:
         y = yaml.safe_load(fh)
-    grid = y.pop("hyper_parameters")
-    default = BRMRSConfig()
-    assert set(y) == {f.name for f in dataclasses.fields(BRMRSConfig)}
-    for key in ("chns_weight", "syn_weight", "syn_margin", "reg_weight", "pool_size"):
-        assert key in grid and isinstance(y[key], list)
-    for key, value in y.items():
-        assert getattr(default, key) == (value[0] if key in grid else value), key
-    assert default.modality_weights == "auto" and default.n_ui_layers == 3 and default.edge_dropout == 0.5
-    # every combination of the shipped grid is a valid config
-    for combo in itertools.product(*(y[k] for k in grid)):
-        BRMRSConfig(**dict(zip(grid, combo)))
+    assert y.pop("hyper_parameters") == list(GRID) and y == GRID
+    for combo in itertools.product(*GRID.values()):
+        BRMRSConfig.from_config(dict(zip(GRID, combo)))
 
 
 @pytest.mark.parametrize("key,value,needle", [
@@ -130,8 +151,8 @@ def test_missing_keys_take_defaults_like_mmrec_none():
         def __getitem__(self, k):
             return self.get(k)  # MMRec: None for a missing key
     cfg = BRMRSConfig.from_config(MMRecLike(pool_size=[8]))
-    assert cfg.pool_size == 8 and cfg.fusion == BRMRSConfig().fusion
-    assert BRMRSConfig.from_config({}).neg_strategy == "cross"
+    assert cfg.objective.pool_size == 8 and cfg.fusion == "concat"
+    assert BRMRSConfig.from_config({}).objective.neg_strategy == "cross"
 
 
 def test_old_list_modality_weights_are_converted_visual_first(caplog):
@@ -216,7 +237,7 @@ def test_pool_size_above_the_item_count_is_clamped_with_a_warning(tmp_path, capl
     caplog.set_level("WARNING")
     model, inter = _model(tmp_path, pool_size=100000)
     objective = model.net.objective
-    assert model.cfg.pool_size == 100000  # the config keeps what was asked for
+    assert model.cfg.objective.pool_size == 100000  # the config keeps what was asked for
     assert objective.pool_size == 30 == inter.shape[1]
     assert "pool_size 100000 exceeds the 30 items" in caplog.text
     pool = objective.candidate_pool(torch.tensor([0, 1, 2]))
@@ -434,7 +455,7 @@ def test_three_modality_synthetic_dataset_trains_and_evaluates_end_to_end(tmp_pa
     saved model) -> the saved model rebuilt and analysed again."""
     from mmrec_plugin.analysis.rerun import analyze_results, record_analysis
     from mmrec_plugin.data.synthetic import generate
-    from mmrec_plugin.host.quick_start import quick_start
+    from mmrec_plugin.runs import quick_start
 
     generate(tmp_path / "data", "tri", n_users=80, n_items=60, n_interactions=900, k=4, seed=1, audio_dim=8)
     cfg = {"data_path": str(tmp_path / "data"), "epochs": 2, "embedding_size": 8, "seed": 1,

@@ -16,7 +16,7 @@ instead of FREEDOM's own (fused BPR + reg_weight x modality BPR). Per-modality
 representation: the user's FREEDOM representation paired with the projected item features
 ``text_trs(t_feat)`` / ``image_trs(v_feat)`` (the modality scores FREEDOM's own modality BPR
 trains); the fused score is FREEDOM's ``<user, item>``. The objective's keys and defaults are
-BRMRS's (``FREEDOM_BR.yaml``). ``calculate_loss`` returns the sum of the terms, a scalar
+BRMRS's (:class:`mmrec_plugin.method.config.ObjectiveConfig`; ``FREEDOM_BR.yaml`` may set any). ``calculate_loss`` returns the sum of the terms, a scalar
 (MMRec's trainer drops its "epoch N training" log line for a tuple); the named terms stay in
 ``self.last_loss_terms``.
 """

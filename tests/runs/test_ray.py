@@ -1,6 +1,6 @@
-"""Grid search on Ray workers (``--workers``): the same JSON as the sequential run, a dead
-worker retried (bounded), ASHA pruning, Ctrl-C and kill -9 of the driver; and without the
-flags no Ray import at all. Ray tests are skipped when the ``distributed`` extra is absent;
+"""Grid search on Ray workers (``--ray-address``, the Ray executor): the same JSON as the
+sequential run, a dead worker retried (bounded), ASHA pruning, Ctrl-C and kill -9 of the
+driver; and without the flags no Ray import at all. Ray tests are skipped when the ``distributed`` extra is absent;
 they start at most 2 local workers and shut Ray down."""
 import json
 import os
@@ -17,7 +17,8 @@ import torch
 from mmrec_plugin import registry
 from mmrec_plugin.cli import main
 from mmrec_plugin.host.abstract_recommender import GeneralRecommender
-from mmrec_plugin.host.quick_start import quick_start
+from mmrec_plugin.host.config import Config
+from mmrec_plugin.runs import grid, quick_start
 from mmrec_plugin.store import Store
 
 try:
@@ -26,6 +27,16 @@ except ImportError:  # the distributed extra is not installed
     ray = None
 
 needs_ray = pytest.mark.skipif(ray is None, reason="Ray (the distributed extra) is not installed")
+
+
+def ray_grid(model, dataset, config_dict, results_dir, analyze=None, **ray_options):
+    """The grid of ``model`` on ``dataset`` through the Ray executor."""
+    from mmrec_plugin.runs.ray import Ray
+
+    config = Config(model, dataset, config_dict=dict(config_dict, results_dir=results_dir))
+    return grid(config, executor=Ray(config, threads=1, **ray_options), analyze=analyze)
+
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -64,11 +75,11 @@ def test_workers_without_ray_name_the_extra(tmp_path, monkeypatch, capsys, toy_g
     toy_grid.write_tiny(tmp_path / "data")
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     code = main(["run", "-m", "BPR", "-d", "tiny", "--data-path", str(tmp_path / "data"),
-                 "--results-dir", str(tmp_path / "res"), "--epochs", "1", "--workers", "2"])
+                 "--results-dir", str(tmp_path / "res"), "--epochs", "1", "--ray-address", "local"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     line = [ln for ln in err.splitlines() if ln.startswith("error:")][-1]
-    assert "[distributed]" in line and "--workers" in line
+    assert "[distributed]" in line and "--ray-address" in line
     assert not os.path.exists(tmp_path / "res")  # nothing started
 
 
@@ -112,7 +123,8 @@ def _comparable(obj):
     """A summary without what legitimately differs between two runs: timings and paths."""
     if isinstance(obj, dict):
         return {k: _comparable(v) for k, v in obj.items()
-                if k not in ("seconds", "eval_seconds", "path", "model_path", "results_dir")}
+                if k not in ("seconds", "eval_seconds", "path", "model_path", "results_dir",
+                             "provenance")}
     if isinstance(obj, list):
         return [_comparable(v) for v in obj]
     return obj
@@ -122,12 +134,13 @@ def _comparable(obj):
 def test_two_workers_give_the_sequential_json(ray_local, tmp_path):
     """Also: the analysis hook (what the command line passes) runs in the workers."""
     from mmrec_plugin.analysis.rerun import record_analysis
+    from mmrec_plugin.data.synthetic import ensure_demo
 
+    ensure_demo(str(tmp_path / "data" / "demo"))
     cfg = {"data_path": str(tmp_path / "data"), "epochs": 2}
     seq = quick_start("BRMRS", "demo", config_dict=cfg, results_dir=str(tmp_path / "seq"),
-                      threads=1, analyze=record_analysis)
-    par = quick_start("BRMRS", "demo", config_dict=cfg, results_dir=str(tmp_path / "par"),
-                      threads=1, distributed={"workers": 2}, analyze=record_analysis)
+                      workers=1, analyze=record_analysis)
+    par = ray_grid("BRMRS", "demo", cfg, str(tmp_path / "par"), workers=2, analyze=record_analysis)
     assert seq["complete"] and len(seq["combinations"]) == 4
     assert all(c["status"] == "ok" and "analysis" in c for c in seq["combinations"])
     assert _comparable(par) == _comparable(seq)
@@ -146,11 +159,10 @@ def test_dead_worker_is_retried_a_bounded_number_of_times(ray_local, tmp_path, m
     registry.register_model("SlowToy", toy_grid.SlowToy)
     toy_grid.write_tiny(tmp_path / "data")
     caplog.set_level("INFO")
-    summary = quick_start(
-        "SlowToy", "tiny", config_dict={"data_path": str(tmp_path / "data"), "epochs": 1,
-                                        "is_multimodal_model": False,
-                                        "reg_weight": [0.1, 0.2, 0.3]},
-        results_dir=str(tmp_path / "res"), distributed={"workers": 2, "max_retries": 1})
+    summary = ray_grid(
+        "SlowToy", "tiny", {"data_path": str(tmp_path / "data"), "epochs": 1,
+                            "is_multimodal_model": False, "reg_weight": [0.1, 0.2, 0.3]},
+        str(tmp_path / "res"), workers=2, max_retries=1)
     calls = sorted(reg for _, reg in toy_grid.calls(ray_local))
     assert calls == [0.1, 0.2, 0.2, 0.3, 0.3]  # 0.2: died once, retried; 0.3: 1 + 1 retry
     status = {c["params"]["reg_weight"]: c["status"] for c in summary["combinations"]}
@@ -196,8 +208,7 @@ def test_asha_prunes_weak_combinations_and_never_selects_them(ray_local, tmp_pat
            "is_multimodal_model": False, "reg_weight": [0.0, 1.0]}
 
     def run(**dist):
-        return quick_start("Steady", "tiny", config_dict=cfg, results_dir=str(tmp_path / "res"),
-                           distributed=dict(workers=1, **dist))
+        return ray_grid("Steady", "tiny", cfg, str(tmp_path / "res"), workers=1, **dist)
 
     summary = run(scheduler="asha", grace_period=1, reduction_factor=2)
     by_reg = {c["params"]["reg_weight"]: c for c in summary["combinations"]}
@@ -258,7 +269,7 @@ def test_driver_ctrl_c_is_clean_and_kill_9_resumes(tmp_path, toy_grid):
     def start(**env):
         return subprocess.Popen(
             [sys.executable, toy_grid.PATH, str(tmp_path / "data"), "0.1, 0.2, 0.3, 0.4",
-             "--workers", "2"], cwd=tmp_path, env=dict(os.environ, TOY_DIR=str(tmp_path), **env),
+             "--ray-address", "local", "--workers", "2"], cwd=tmp_path, env=dict(os.environ, TOY_DIR=str(tmp_path), **env),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def n_calls():
@@ -283,6 +294,7 @@ def test_driver_ctrl_c_is_clean_and_kill_9_resumes(tmp_path, toy_grid):
         assert second.poll() is None, second.communicate()[1]
         second.kill()
         second.communicate(timeout=60)
+        time.sleep(3)  # a task Ray had already handed to a worker may still start (and log) now
         committed = sorted(r["params"]["reg_weight"] for r in _stored(tmp_path, "run/").values())
         mark = n_calls()
 
@@ -291,7 +303,7 @@ def test_driver_ctrl_c_is_clean_and_kill_9_resumes(tmp_path, toy_grid):
         out, err = third.communicate(timeout=300)
         assert third.returncode == 0, err
         retrained = sorted(reg for _, reg in toy_grid.calls(tmp_path)[mark:])
-        assert sorted(committed + retrained) == [0.1, 0.2, 0.3, 0.4]
+        assert sorted(committed + retrained) == [0.1, 0.2, 0.3, 0.4], (committed, retrained, toy_grid.calls(tmp_path))
         with open(tmp_path / out.strip().splitlines()[-1]) as fh:
             summary = json.load(fh)
         assert summary["complete"] and len(summary["combinations"]) == 4

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from mmrec_plugin.host import claims as claims_mod
-from mmrec_plugin.host.claims import BUSY, CLAIMED, DONE, Claims, owner_identity
+from mmrec_plugin.runs import claims as claims_mod
+from mmrec_plugin.runs.claims import BUSY, CLAIMED, DONE, Claims, owner_identity
 from mmrec_plugin.store import Store
 
 
@@ -29,6 +29,8 @@ def test_claim_is_exclusive_and_commit_drops_it(store):
         assert b.take("k1") == BUSY  # a lives (this very process) and holds it
         assert b.holder("k1")["token"] == a.token
         assert a.take("k1") == CLAIMED  # its own claim
+        assert b.commit("k1", {"status": "b's"}) is False  # not b's claim: nothing changes
+        assert store.get_json("run/k1") is None and store.get_json("claim/k1")["token"] == a.token
         assert a.commit("k1", {"status": "ok"}) is True
         assert store.get_json("claim/k1") is None
         assert store.get_json("run/k1") == {"status": "ok"}

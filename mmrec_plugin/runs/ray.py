@@ -1,14 +1,14 @@
-"""Grid combinations on Ray workers (``--workers N``, ``--ray-address``; the ``distributed``
+"""Grid combinations on Ray workers (``--ray-address``, ``--scheduler``; the ``distributed``
 extra). Imported only when those flags are given: the default path never imports Ray.
 
-The Ray driver is one more way to run a :class:`~mmrec_plugin.host.quick_start.GridRun`:
-it claims combinations in the results store exactly as the sequential loop does (so it
+:class:`Ray` is an executor of :func:`mmrec_plugin.runs.executors.run_grids`: the driver
+claims combinations in the results store exactly as the other executors do (so it
 cooperates with other runs of the same grid in the same folder), keeps up to ``workers``
-of them in flight as Ray tasks, and commits each result when its task returns. The driver
-is the only writer of the store, the model files and the JSON summary; a worker only
-trains (:func:`mmrec_plugin.host.quick_start._train_one`) and returns the record and the
-best ``state_dict``. The dataset is loaded once by the driver and shared through Ray's
-object store, so workers on other machines need neither the data nor the results folder.
+of them in flight as Ray tasks (``ray.remote``), and commits each result when its task
+returns. The driver is the only writer of the store, the model files and the JSON summary;
+a worker only trains (:func:`mmrec_plugin.runs.build.train_one`) and returns the record and
+the best ``state_dict``. The driver's dataset splits travel through Ray's object store; a multimodal model reads its
+feature files from the config's ``data_path``, which every node then needs.
 
 Failures:
 
@@ -62,26 +62,29 @@ def require_ray(scheduler: Optional[str] = None) -> None:
                         f"not installed here ({exc}); install the extra: {EXTRA}") from None
 
 
-def _train_task(train_one, config, params, index, n, splits, model_cls, key, keep_state,
-                threads, device, pruner, analyze=None):
-    """One combination in a Ray worker (``train_one``: ``GridRun.train_one``, i.e.
-    ``quick_start._train_one``); returns ``(record, model payload)``."""
+def _train_task(task, threads, device, pruner, data):
+    """One combination in a Ray worker: ``(record, model payload)``; ``data``: the driver's
+    dataset splits (from Ray's object store)."""
     import torch
 
     from mmrec_plugin.utils import set_threads
 
+    from .executors import train_task
+
     set_threads(int(threads))
-    cfg = config.copy()
-    cfg["device"] = torch.device(device)
+    task = dict(task)
+    task["config"] = task["config"].copy()
+    task["config"]["device"] = torch.device(device)
     on_eval = None
     if pruner is not None:
         import ray
 
+        index = task["index"]
+
         def on_eval(epoch, score):
             return ray.get(pruner.report.remote(index, epoch + 1, float(score)))
 
-    return train_one(cfg, params, index, n, splits, model_cls, key, keep_state=keep_state,
-                     on_eval=on_eval, analyze=analyze)
+    return train_task(task, on_eval=on_eval, data=data)
 
 
 class _Pruner:
@@ -161,22 +164,15 @@ def _start_ray(address: Optional[str], n_cpus: int, want_gpus: bool) -> bool:
     return True
 
 
-def run_on_ray(run, splits, model_cls, threads: Optional[int] = None,
-               workers: Optional[int] = None, address: Optional[str] = None,
-               cpus_per_trial: float = 1.0, gpus_per_trial: Optional[float] = None,
-               scheduler: Optional[str] = None, max_retries: int = DEFAULT_MAX_RETRIES,
-               grace_period: int = 5, reduction_factor: float = 2.0) -> None:
-    """Run the combinations of ``run`` (a ``GridRun``) on Ray (see the module docstring).
+class Ray:
+    """An executor (:mod:`mmrec_plugin.runs.executors`) that trains combinations as Ray tasks.
 
     Args:
-        run: the grid run (claims, commits, summary).
-        splits: ``(train, valid, test)`` datasets, shipped to the workers once.
-        model_cls: the model class.
         threads: torch threads per worker (default 1).
         workers: combinations in flight at once (default: the cluster's CPUs divided by
             ``cpus_per_trial``); a local instance gets ``workers * cpus_per_trial`` CPUs.
         address: join this Ray cluster (``ray start --head`` printed it; ``auto``: the
-            cluster this machine belongs to) instead of starting a local instance.
+            cluster this machine belongs to; ``local`` or None: start a local instance).
         cpus_per_trial, gpus_per_trial: Ray resources per combination (GPUs: default 1 when
             the config uses a GPU here, else 0; fractions share a device). A trial with a GPU
             trains on ``cuda`` (Ray sets its ``CUDA_VISIBLE_DEVICES``), else on the CPU.
@@ -184,80 +180,108 @@ def run_on_ray(run, splits, model_cls, threads: Optional[int] = None,
         max_retries: reruns of a combination whose worker process died.
         grace_period, reduction_factor: ASHA's (in epochs).
     """
-    import ray
 
-    threads = int(threads or 1)
-    cpus_per_trial = float(cpus_per_trial)
-    device_here = str(run.config["device"])
-    if gpus_per_trial is None:
-        gpus_per_trial = 1.0 if device_here.startswith("cuda") else 0.0
-    if workers is not None and workers < 1:
-        raise UserError(f"--workers must be a positive integer, got {workers}")
-    if cpus_per_trial <= 0 or gpus_per_trial < 0:
-        raise UserError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
-    local_cpus = int(math.ceil((workers or os.cpu_count() or 1) * cpus_per_trial))
-    started = _start_ray(address, local_cpus, gpus_per_trial > 0)
-    run.t0 = time.time()  # the ETA counts training, not Ray's start
-    inflight: Dict[Any, int] = {}
-    try:
+    local = False  # workers may be on other machines: no checkpoints in the results folder
+
+    def __init__(self, config, threads: Optional[int] = None, workers: Optional[int] = None,
+                 address: Optional[str] = None, cpus_per_trial: Optional[float] = None,
+                 gpus_per_trial: Optional[float] = None, scheduler: Optional[str] = None,
+                 max_retries: int = DEFAULT_MAX_RETRIES, grace_period: int = 5,
+                 reduction_factor: float = 2.0):
+        require_ray(scheduler)
+        self.config = config
+        self.threads = int(threads or 1)
+        self.cpus_per_trial = float(1.0 if cpus_per_trial is None else cpus_per_trial)
+        device_here = str(config["device"])
+        if gpus_per_trial is None:
+            gpus_per_trial = 1.0 if device_here.startswith("cuda") else 0.0
+        self.gpus_per_trial = float(gpus_per_trial)
+        if workers is not None and workers < 1:
+            raise UserError(f"--workers must be a positive integer, got {workers}")
+        if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
+            raise UserError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+        self.address = None if address in (None, "local") else address
+        self.requested = workers
+        self.workers = workers or 1
+        self.scheduler = scheduler
+        self.pruning = scheduler is not None
+        self.ray_retries = int(max_retries)
+        self.max_retries = 0  # Ray retries a dead worker itself; after that the grid gives up
+        self.grace_period, self.reduction_factor = grace_period, reduction_factor
+        self.started = False
+
+    def describe(self) -> str:
+        where = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
+        return (f"Ray ({where}), {self.cpus_per_trial:g} CPU(s) and {self.gpus_per_trial:g} "
+                f"GPU(s) per combination" + (f", scheduler {self.scheduler}" if self.scheduler else ""))
+
+    def start(self) -> None:
+        import ray
+
+        local_cpus = int(math.ceil((self.requested or os.cpu_count() or 1) * self.cpus_per_trial))
+        self.started = _start_ray(self.address, local_cpus, self.gpus_per_trial > 0)
         have = ray.cluster_resources()
-        if started and gpus_per_trial > have.get("GPU", 0):  # the task would wait forever
-            raise UserError(f"--gpus-per-trial {gpus_per_trial:g}: this machine has "
+        if self.started and self.gpus_per_trial > have.get("GPU", 0):  # would wait forever
+            raise UserError(f"--gpus-per-trial {self.gpus_per_trial:g}: this machine has "
                             f"{have.get('GPU', 0):g} GPU(s) for Ray; use --gpus-per-trial 0")
-        if workers is None:
-            workers = max(1, int(have.get("CPU", 1) // cpus_per_trial))
-        logger.info("%d worker(s), %g CPU(s) and %g GPU(s) per combination, %d thread(s) each%s",
-                    workers, cpus_per_trial, gpus_per_trial, threads,
-                    f", scheduler {scheduler}" if scheduler else "")
-        _pickle_model_by_value(model_cls)
-        task = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial,
-                          max_retries=max_retries, retry_exceptions=False)(_train_task)
-        config_ref, splits_ref = ray.put(run.config), ray.put(splits)
-        pruner = None
-        if scheduler == "asha":
-            max_t = int(run.config["epochs"])
-            pruner = ray.remote(num_cpus=0)(_Pruner).remote(
-                max_t, max(1, min(int(grace_period), max_t)), float(reduction_factor))
-        device = "cuda" if gpus_per_trial > 0 else "cpu"
-        while True:
-            while len(inflight) < workers:
-                index = run.claim_next(exclude=set(inflight.values()))
-                if index is None:
-                    break
-                ref = task.remote(run.train_one, config_ref, run.grid[index], index, run.n,
-                                  splits_ref, model_cls, run.keys[index], run.save_model,
-                                  threads, device, pruner, run.analyze)
-                inflight[ref] = index
-            if not inflight:
-                if not run.left():
-                    break
-                run.wait_for_others()
-                continue
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=run.POLL_SECONDS)
-            for ref in ready:
-                index = inflight.pop(ref)
-                try:
-                    record, payload = ray.get(ref)
-                except ray.exceptions.RayTaskError as exc:  # raised by our code in the worker
-                    cause = getattr(exc, "cause", None)
-                    if isinstance(cause, UserError):
-                        raise cause from None
-                    raise
-                except ray.exceptions.RayError as exc:  # the worker died, retries used up
-                    logger.error("combination %d/%d (%s): its worker died %d time(s) (%s); "
-                                 "left unfinished, rerun to train it", index + 1, run.n,
-                                 run.describe(index), max_retries + 1,
-                                 type(exc).__name__)
-                    run.release(index, failed=True)
-                    continue
-                run.commit(index, record, payload)
-    except BaseException:
-        for ref in inflight:
+        self.workers = self.requested or max(1, int(have.get("CPU", 1) // self.cpus_per_trial))
+        logger.info("Ray: %d worker(s), %d thread(s) each", self.workers, self.threads)
+        from mmrec_plugin.registry import get_model
+
+        _pickle_model_by_value(get_model(self.config["model"]))
+        self.task = ray.remote(num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial,
+                               max_retries=self.ray_retries, retry_exceptions=False)(_train_task)
+        self.pruner = None
+        if self.scheduler == "asha":
+            max_t = int(self.config["epochs"])
+            self.pruner = ray.remote(num_cpus=0)(_Pruner).remote(
+                max_t, max(1, min(int(self.grace_period), max_t)), float(self.reduction_factor))
+        self.device = "cuda" if self.gpus_per_trial > 0 else "cpu"
+        self.data_refs = {}
+
+    def submit(self, task):
+        import ray
+
+        from .build import load_data
+
+        key = id(task["config"])
+        if key not in self.data_refs:  # the splits travel once per grid
+            self.data_refs[key] = ray.put(load_data(task["config"]))
+        return self.task.remote(task, self.threads, self.device, self.pruner, self.data_refs[key])
+
+    def wait(self, handles, timeout: float):
+        import ray
+
+        ready, _ = ray.wait(list(handles), num_returns=1, timeout=timeout)
+        return ready
+
+    def collect(self, ref):
+        import ray
+
+        from .executors import WorkerDied
+
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:  # raised by our code in the worker
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, UserError):
+                raise cause from None
+            raise
+        except ray.exceptions.RayError:  # the worker died, Ray's retries used up
+            raise WorkerDied({"index": -1}, deaths=self.ray_retries + 1) from None
+
+    def cancel(self, handles) -> None:
+        import ray
+
+        for ref in handles:
             ray.cancel(ref, force=True)
-        raise
-    finally:
-        if started:
+
+    def stop(self) -> None:
+        if self.started:
+            import ray
+
             ray.shutdown()
+            self.started = False
 
 
-__all__ = ["run_on_ray", "require_ray", "SCHEDULERS", "DEFAULT_MAX_RETRIES"]
+__all__ = ["Ray", "require_ray", "SCHEDULERS", "DEFAULT_MAX_RETRIES"]

@@ -9,7 +9,7 @@ import torch
 
 from mmrec_plugin import registry
 from mmrec_plugin.host.abstract_recommender import GeneralRecommender
-from mmrec_plugin.host.quick_start import quick_start
+from mmrec_plugin.runs import quick_start
 from mmrec_plugin.store import Store
 
 N_USERS, N_ITEMS = 12, 60
@@ -88,7 +88,7 @@ def setup(tmp_path, monkeypatch):
 def _run(setup, **extra):
     cfg = {"data_path": setup["data"], "epochs": 2, "seed": [1, 2]}
     cfg.update(extra)
-    return quick_start("scoretoy", "tiny", config_dict=cfg, results_dir=setup["results"])
+    return quick_start("scoretoy", "tiny", config_dict=cfg, results_dir=setup["results"], workers=1)
 
 
 def test_winner_by_valid_not_test(setup):
@@ -131,7 +131,7 @@ def test_interrupt_then_resume_runs_only_missing(setup, caplog):
         assert c["status"] == "ok" and c["best_epoch"] is not None
         assert set(c["valid"]) >= {"recall@20", "ndcg@20"} and "recall@20" in c["test"]
         assert c["seconds"] >= 0 and c["config"]["mode"] == c["params"]["mode"]
-        saved = torch.load(c["model_path"], weights_only=False)
+        saved = torch.load(c["model_path"], weights_only=True)
         assert set(saved["state_dict"]) == {"w", "table"}
         assert saved["config"]["seed"] == c["params"]["seed"]
     assert on_disk["best"]["params"] == {"seed": 1, "mode": "good_valid"}
@@ -166,4 +166,4 @@ def test_nan_combination_recorded_grid_goes_on(setup, caplog):
     assert on_disk["combinations"][0]["valid"] is None and "error" in on_disk["combinations"][0]
 
 
-# kill -9 and resume: tests/host_run/test_claims.py::test_claim_of_a_killed_run_is_taken_over
+# kill -9 and resume: tests/runs/test_claims.py::test_claim_of_a_killed_run_is_taken_over

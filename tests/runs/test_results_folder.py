@@ -1,7 +1,6 @@
 """A results folder that cannot be written (read-only, immutable, with or without finished
 results inside) or whose store is corrupt: one `error:` line naming the folder and what to
-do, exit status 2, before any training, and nothing in the folder changed (issue 15, items
-5 and 6). As root, permission bits do not stop a write, so the folder is made immutable
+do, exit status 2, before any training, and nothing in the folder changed. As root, permission bits do not stop a write, so the folder is made immutable
 (chattr +i, EPERM); otherwise it is made read-only (chmod a-w, EACCES)."""
 import contextlib
 import hashlib

@@ -17,10 +17,12 @@ background thread renews every ``lease / 4`` seconds while the owner lives. A cl
   ``/proc``: pid and start time, so a reused pid does not count), so a run killed with
   ``kill -9`` frees its combination at once rather than after the lease.
 
-Committing a finished combination writes ``run/<key>`` and drops the claim in the same
-transaction. LMDB's locks work between processes of ONE machine: runs on several machines
-must not share a results folder over a network file system; they run as workers of one
-Ray driver instead (``--workers``/``--ray-address``), which is the only writer.
+Committing a finished combination re-checks the claim, moves its model file into place,
+writes ``run/<key>`` and drops the claim, all in one transaction: a run that lost its claim
+(paused past its lease while another run trained and committed the combination) changes
+nothing. LMDB's locks work between processes of ONE machine: runs on several machines must
+not share a results folder over a network file system; they run as workers of one Ray
+driver instead (``--workers``/``--ray-address``), which is the only writer.
 """
 from __future__ import annotations
 
@@ -146,18 +148,34 @@ class Claims:
             return None
         return old
 
-    def commit(self, key: str, record: Dict, redo=()) -> bool:
+    def commit(self, key: str, record: Dict, redo=(), files: Optional[Dict[str, str]] = None) -> bool:
         """Store the finished ``record`` under ``run/<key>`` and drop the claim, in one
-        transaction. Returns False (and keeps the stored one) when another run committed
-        ``key`` first (it took over a lease this run let expire); a stored record whose
+        transaction, only while this run still holds the claim and no other run has
+        committed ``key``; ``files`` (final path -> temporary file, e.g. the model file) are
+        moved into place in the same transaction, so they always belong to the committed
+        record. Returns False when the claim was lost (another run took over a lease this
+        run let expire): then the stored record, the files and the other run's claim are
+        left as they are and the temporary files are removed. A stored record whose
         ``status`` is in ``redo`` is replaced."""
-        with self.store.transact() as txn:
-            first = not _counts(txn.get_json(RUN_PREFIX + key), redo)
-            if first:
-                txn.put_json(RUN_PREFIX + key, record)
-            old = txn.get_json(CLAIM_PREFIX + key)
-            if old is not None and old.get("token") == self.token:
-                txn.delete(CLAIM_PREFIX + key)
+        files = dict(files or {})
+        try:
+            with self.store.transact() as txn:
+                claim = txn.get_json(CLAIM_PREFIX + key)
+                ours = claim is not None and claim.get("token") == self.token
+                first = ours and not _counts(txn.get_json(RUN_PREFIX + key), redo)
+                if first:
+                    for final, tmp in files.items():
+                        os.replace(tmp, final)
+                    files = {}
+                    txn.put_json(RUN_PREFIX + key, record)
+                if ours:
+                    txn.delete(CLAIM_PREFIX + key)
+        finally:
+            for tmp in files.values():
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
         self.held.discard(key)
         return first
 

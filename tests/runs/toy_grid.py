@@ -10,7 +10,8 @@ does (files under ``TOY_DIR``, default the working directory):
 - ``SLEEP``: then sleeps that many seconds.
 
 Script: ``python toy_grid.py DATA_PATH GRID [more run flags]`` runs ``mmrec-plugin run`` on
-the dataset ``tiny`` with ``--reg_weight "[GRID]"``, ``--epochs 1``, results in ``res/``.
+the dataset ``tiny`` with ``--reg_weight "[GRID]"``, ``--epochs 1``, results in ``res/``, in
+the script's process (``--workers 1``) unless the flags say otherwise.
 """
 import os
 import signal
@@ -88,6 +89,9 @@ if __name__ == "__main__":
     atomic_write_text(yaml_path, "reg_weight: [0.1]\nhyper_parameters: [reg_weight]\n"
                                  "is_multimodal_model: False\n")
     registry.register_model("SlowToy", SlowToy, config_path=yaml_path)
+    extra = sys.argv[3:]
+    if not any(flag in extra for flag in ("--workers", "--ray-address", "--scheduler")):
+        extra = ["--workers", "1"] + extra
     sys.exit(main(["run", "-m", "SlowToy", "-d", "tiny", "--data-path", sys.argv[1],
                    "--results-dir", "res", "--epochs", "1", "--reg_weight", f"[{sys.argv[2]}]"]
-                  + sys.argv[3:]))
+                  + extra))

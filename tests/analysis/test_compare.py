@@ -8,15 +8,15 @@ import sys
 import numpy as np
 import pytest
 
-from mmrec_plugin.analysis import protocol
+from mmrec_plugin.analysis import compare, stats, variants
 from mmrec_plugin.errors import UserError
 
 
 # ------------------------------------------------------------------------------ statistics
 def test_mean_sd_hand_worked():
-    assert protocol.mean_sd([1.0, 2.0, 3.0]) == {"mean": 2.0, "sd": 1.0, "n": 3}  # sample sd
-    assert protocol.mean_sd([0.5]) == {"mean": 0.5, "sd": None, "n": 1}
-    assert protocol.mean_sd([None, 4.0, 6.0]) == {"mean": 5.0, "sd": pytest.approx(2 ** 0.5), "n": 2}
+    assert stats.mean_sd([1.0, 2.0, 3.0]) == {"mean": 2.0, "sd": 1.0, "n": 3}  # sample sd
+    assert stats.mean_sd([0.5]) == {"mean": 0.5, "sd": None, "n": 1}
+    assert stats.mean_sd([None, 4.0, 6.0]) == {"mean": 5.0, "sd": pytest.approx(2 ** 0.5), "n": 2}
 
 
 def test_paired_test_hand_worked_with_given_resamples():
@@ -24,7 +24,7 @@ def test_paired_test_hand_worked_with_given_resamples():
     b = np.array([0.0, 0.0, 1.0])
     index = np.array([[0, 1, 2], [0, 0, 0], [1, 1, 2]])
     # resample means: v 2/3, 1, 1/3; b 1/3, 0, 1/3 -> deltas 1/3, 1, 0
-    r = protocol.paired_test(v, b, index=index)
+    r = stats.paired_test(v, b, index=index)
     assert r["delta"] == pytest.approx(1 / 3)
     assert r["rel_pct"] == pytest.approx(100.0)  # (2/3 - 1/3) / (1/3)
     # linear quantiles of the sorted deltas [0, 1/3, 1]: positions 0.05 and 1.95
@@ -39,7 +39,7 @@ def test_bootstrap_equals_naive_loop():
     rng = np.random.default_rng(5)
     v, b = rng.random(7), rng.random(7)
     index = rng.integers(0, 7, size=(50, 7))
-    mv, mb = protocol.bootstrap_sums(v, b, 50, index=index)
+    mv, mb = stats.bootstrap_sums(v, b, 50, index=index)
     naive_v = [sum(v[i] for i in row) / 7 for row in index]
     naive_b = [sum(b[i] for i in row) / 7 for row in index]
     assert np.allclose(mv, naive_v) and np.allclose(mb, naive_b)
@@ -49,15 +49,15 @@ def test_bootstrap_blocks_draw_the_same_resamples(monkeypatch):
     rng = np.random.default_rng(1)
     v, b = rng.random(9), rng.random(9)
     ref = np.random.default_rng(3).integers(0, 9, size=(40, 9))
-    want = protocol.bootstrap_sums(v, b, 40, index=ref)
-    monkeypatch.setattr(protocol, "_BOOT_BLOCK", 9 * 7)  # blocks of 7 resamples
-    got = protocol.bootstrap_sums(v, b, 40, seed=3)
+    want = stats.bootstrap_sums(v, b, 40, index=ref)
+    monkeypatch.setattr(stats, "_BOOT_BLOCK", 9 * 7)  # blocks of 7 resamples
+    got = stats.bootstrap_sums(v, b, 40, seed=3)
     assert np.allclose(got[0], want[0]) and np.allclose(got[1], want[1])
 
 
 def test_bootstrap_distribution_of_two_users():
     # users with differences 0 and 1: a resample mean is 0, 0.5 or 1 with p 1/4, 1/2, 1/4
-    mv, mb = protocol.bootstrap_sums(np.array([0.0, 1.0]), np.zeros(2), 20000, seed=0)
+    mv, mb = stats.bootstrap_sums(np.array([0.0, 1.0]), np.zeros(2), 20000, seed=0)
     d = mv - mb
     assert set(np.round(d, 6)) == {0.0, 0.5, 1.0}
     assert np.mean(d == 0) == pytest.approx(0.25, abs=0.015)
@@ -66,14 +66,14 @@ def test_bootstrap_distribution_of_two_users():
 
 def test_wilcoxon_hand_worked():
     # all 5 differences positive: W- = 0; exact two-sided p = 2 * 1 / 2^5
-    r = protocol.wilcoxon_test(np.array([1.0, 2.0, 3.0, 4.0, 5.0]))
+    r = stats.wilcoxon_test(np.array([1.0, 2.0, 3.0, 4.0, 5.0]))
     assert r["statistic"] == 0 and r["p_value"] == pytest.approx(2 / 32)
     # ranks 1..5, the -2 gives W- = 2; subsets of {1..5} with sum <= 2: {}, {1}, {2}
     # -> p = 2 * 3 / 32; a zero difference is dropped
-    r = protocol.wilcoxon_test(np.array([0.0, 1.0, -2.0, 3.0, 4.0, 5.0]))
+    r = stats.wilcoxon_test(np.array([0.0, 1.0, -2.0, 3.0, 4.0, 5.0]))
     assert r["statistic"] == 2 and r["p_value"] == pytest.approx(6 / 32)
     assert r["n_nonzero"] == 5
-    assert protocol.wilcoxon_test(np.zeros(4)) == {"statistic": None, "p_value": None, "n_nonzero": 0}
+    assert stats.wilcoxon_test(np.zeros(4)) == {"statistic": None, "p_value": None, "n_nonzero": 0}
 
 
 def test_analyse_pairs_by_seed_and_user():
@@ -87,7 +87,7 @@ def test_analyse_pairs_by_seed_and_user():
         "base": {1: run([0, 1, 0, 0.5], [0, 1, 0, 0.5], 0.375), 2: run([0, 0, 1, 0.5], [0, 0, 1, 0.5], 0.375)},
         "var": {1: run([1, 1, 0, 0.5], [1, 1, 0, 0.5], 0.625), 2: run([0, 1, 1, 0.5], [0, 1, 1, 0.5], 0.625)},
     }
-    out = protocol.analyse(runs, "base", ["recall@20"], "recall@20", ["recall@20", "ndcg@20"], 500, 0)
+    out = stats.analyse(runs, "base", ["recall@20"], "recall@20", ["recall@20", "ndcg@20"], 500, 0)
     assert out["summary"]["var"]["test recall@20"] == {"mean": 0.625, "sd": 0.0, "n": 2}
     r = out["paired"]["var"]["recall@20"]
     # per user, averaged over seeds: var [0.5, 1, 0.5, 0.5], base [0, 0.5, 0.5, 0.5]
@@ -100,35 +100,22 @@ def test_analyse_pairs_by_seed_and_user():
 
 # ------------------------------------------------------------------------------ parsing
 def test_variant_options_and_spec(tmp_path):
-    got = protocol.parse_variant_options([["default"], ["nochns", "chns_weight=0", "reg_weight=[1e-4, 1e-3]"]])
+    got = variants.parse_variant_options([["default"], ["nochns", "chns_weight=0", "reg_weight=[1e-4, 1e-3]"]])
     assert got == {"default": {}, "nochns": {"chns_weight": 0, "reg_weight": [1e-4, 1e-3]}}
     with pytest.raises(UserError, match="KEY=VALUE"):
-        protocol.parse_variant_options([["x", "chns_weight"]])
+        variants.parse_variant_options([["x", "chns_weight"]])
     with pytest.raises(UserError, match="twice"):
-        protocol.parse_variant_options([["x"], ["x"]])
+        variants.parse_variant_options([["x"], ["x"]])
     with pytest.raises(UserError, match="variant name"):
-        protocol.parse_variant_options([["a/b"]])
+        variants.parse_variant_options([["a/b"]])
     path = tmp_path / "v.yaml"
     path.write_text("baseline: lgcn\nseeds: [1, 2]\nvariants:\n  default:\n  lgcn: {model: LightGCN}\n")
-    spec = protocol.load_spec(str(path))
+    spec = variants.load_spec(str(path))
     assert spec["variants"] == {"default": {}, "lgcn": {"model": "LightGCN"}}
     assert spec["baseline"] == "lgcn" and spec["seeds"] == [1, 2]
     path.write_text("variants: {a: {}}\nbaseline: a\nsedes: [1]\n")
     with pytest.raises(UserError, match="sedes"):
-        protocol.load_spec(str(path))
-
-
-def test_lock_is_exclusive_and_stale_locks_are_taken_over(tmp_path):
-    folder = str(tmp_path / "run")
-    assert protocol.try_lock(folder)
-    assert not protocol.try_lock(folder)  # held by a live process (this one)
-    protocol.unlock(folder)
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    with open(os.path.join(folder, protocol.LOCK_NAME), "w") as fh:
-        fh.write(f"{__import__('socket').gethostname()} {dead.pid}")
-    assert protocol.try_lock(folder)
-    protocol.unlock(folder)
+        variants.load_spec(str(path))
 
 
 # ------------------------------------------------------------------------------ end to end
@@ -223,14 +210,14 @@ def test_compare_user_errors(demo_compare, capsys):
 
 def test_per_user_metrics_of_bpr_equal_the_record(tmp_path):
     from mmrec_plugin.data.synthetic import ensure_demo
-    from mmrec_plugin.host.quick_start import quick_start
+    from mmrec_plugin.runs import quick_start
 
     ensure_demo(str(tmp_path / "data" / "demo"))
     summary = quick_start("BPR", "demo", config_dict={
         "data_path": str(tmp_path / "data"), "results_dir": str(tmp_path / "r"), "epochs": 2,
         "topk": [5, 10, 20]})
     best = summary["best"]
-    got = protocol.per_user_test(summary["path"], best)
+    got = compare.per_user_test(summary["path"], best)
     for key, value in best["test"].items():
         assert got[key].mean() == pytest.approx(value, abs=1e-9)
     assert os.path.isfile(tmp_path / "r" / f"peruser-{best['id']}-test.npz")
