@@ -34,7 +34,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from mmrec_plugin import limits
 from mmrec_plugin.analysis.subsets import CLASSES, PAIR_TYPES, SEED_SUBSETS
 from mmrec_plugin.errors import UserError
-from mmrec_plugin.resultsio import check_results, load_results  # noqa: F401 (re-exported)
+from mmrec_plugin.host.results import check_results, load_results  # noqa: F401 (re-exported)
 from mmrec_plugin.utils import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)

@@ -148,7 +148,7 @@ def _results(box, cid):
     return str(path)
 
 
-@pytest.mark.xfail(reason=WIRING + " (runs.load.read_results through resultsio.load_results)",
+@pytest.mark.xfail(reason=WIRING + " (runs.load.read_results through host.results.load_results)",
                    strict=False)
 @pytest.mark.parametrize("cid", ["/../../name", "../x", "a/b", "x\x00y"])
 def test_analyze_refuses_a_hostile_combination_id(box, capsys, cid):
@@ -192,7 +192,7 @@ def test_report_on_a_corrupt_results_file(box, capsys, payload):
     one_error(capsys, main(["report", str(path)]), str(path))
 
 
-@pytest.mark.xfail(reason=WIRING + " (runs.load.read_results through resultsio.load_results)",
+@pytest.mark.xfail(reason=WIRING + " (runs.load.read_results through host.results.load_results)",
                    strict=False)
 @pytest.mark.parametrize("case, payload, needle", MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_analyze_on_a_malformed_results_file(box, capsys, case, payload, needle):

@@ -6,8 +6,8 @@ one DataError naming the file (and the line or the field), never a traceback; a 
 ``id`` (which ``analyze`` puts into a file name) and the ``model`` / ``dataset`` names must
 be plain names (:func:`mmrec_plugin.limits.check_name`).
 
-This is a floor module (it imports only errors, limits and yamlio), so the run pipeline can
-use it as well as the analysis.
+It lives in the host layer and imports only errors, limits and yamlio, so the run pipeline
+(:mod:`mmrec_plugin.runs`) can use it as well as the analysis.
 """
 from __future__ import annotations
 
