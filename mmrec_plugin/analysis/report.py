@@ -31,8 +31,10 @@ import logging
 import os
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from mmrec_plugin import limits
 from mmrec_plugin.analysis.subsets import CLASSES, PAIR_TYPES, SEED_SUBSETS
-from mmrec_plugin.errors import DataError
+from mmrec_plugin.errors import UserError
+from mmrec_plugin.host.results import check_results, load_results  # noqa: F401 (re-exported)
 from mmrec_plugin.utils import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -42,31 +44,26 @@ PLOT_HINT = ("PNG plots need matplotlib: pip install matplotlib "
 
 
 # ----------------------------------------------------------------------------- io
-write_text_atomic = atomic_write_text  # kept: the name other modules import
+def write_text_atomic(path: str, text: str, what: str = "output file") -> str:
+    """Write ``text`` to ``path`` atomically (:func:`mmrec_plugin.utils.atomic_write_text`):
+    a ``path`` that is a folder, or whose folder cannot be created, and a failed write (a
+    full disk, no permission) are one UserError naming the path; nothing half-written stays."""
+    limits.check_output_file(path, what)
+    try:
+        return atomic_write_text(path, text)
+    except OSError as exc:
+        raise UserError(f"{what} {path} could not be written ({exc.strerror or exc}); "
+                        "nothing was written") from None
 
 
 def _save_figure_atomic(fig, path: str) -> str:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    return path
-
-
-def load_results(path: str) -> Dict:
-    """Read a results JSON; a missing or malformed file is a :class:`DataError`."""
-    if not os.path.isfile(path):
-        raise DataError(f"results file {path} not found (grid searches write "
-                        "<results_dir>/<MODEL>-<DATASET>.json)")
+    limits.check_output_file(path, "plot file")
     try:
-        with open(path) as fh:
-            data = json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"results file {path} is not valid JSON (line {exc.lineno}): {exc.msg}")
-    if not isinstance(data, dict) or not (
-        isinstance(data.get("combinations"), list) or isinstance(data.get("rows"), list)
-    ):
-        raise DataError(f"results file {path} has neither 'combinations' (a grid search "
-                        "summary) nor 'rows' (a gamma sweep summary)")
-    return data
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    except OSError as exc:
+        raise UserError(f"plot file {path} could not be written ({exc.strerror or exc})") from None
+    return path
 
 
 def _matplotlib():
@@ -225,7 +222,8 @@ def _numeric(values: Sequence) -> bool:
 
 
 def _plot_sweeps(plt, results: Dict, out_dir: str) -> List[str]:
-    combos = [c for c in results["combinations"] if c.get("valid")]
+    combos = [dict(c, params=c.get("params") or {}) for c in results["combinations"]
+              if c.get("valid")]
     sel = selection_metric(results)
     written = []
     swept = swept_keys({**results, "combinations": combos}) if combos else []
@@ -318,7 +316,9 @@ def _plot_per_type(plt, bars: List[Tuple[str, Dict]], path: str, k) -> Optional[
 
 
 def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(name))
+    """A file-name part from a parameter key: ASCII letters, digits, '-', '_', at most 80."""
+    return "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "-_" else "_"
+                   for ch in str(name))[:80]
 
 
 # ----------------------------------------------------------------------- gamma sweep
@@ -374,6 +374,7 @@ def report(results_json: str, out_dir: str, notes: Optional[List[str]] = None) -
         The list of written files (markdown first, then PNGs).
     """
     results = load_results(results_json)
+    limits.check_output_dir(out_dir, "--out")
     plt = _matplotlib()
     written: List[str] = []
     if "rows" in results and "combinations" not in results:
@@ -415,6 +416,7 @@ def compare(results_files: Sequence[str], out_dir: str, labels: Optional[Sequenc
     when given and not None, replaces the ``analysis`` of file j's best combination (e.g. a
     fresh ``mmrec-plugin analyze`` result carrying per-type recall).
     """
+    limits.check_output_dir(out_dir, "--out")
     labels = list(labels) if labels else [os.path.basename(os.path.dirname(os.path.abspath(p))) or p
                                          for p in results_files]
     bests = []

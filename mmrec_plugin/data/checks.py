@@ -1,17 +1,23 @@
 """Checking and describing a dataset folder in MMRec's layout: ``validate`` and ``stats``.
 
+The files are read by the host's reader (:mod:`mmrec_plugin.host.files`), the one ``run``
+uses: a file ``validate`` refuses, ``run`` refuses too, and the other way round.
+
 ``validate`` errors (any of them makes the dataset unusable or its results misleading):
 
-- the interaction file is missing or malformed (missing column, non-integer id, bad label);
-- user or item ids are not contiguous from 0 (an id in ``0..max`` with no interaction:
-  MMRec counts ``max id + 1``, so gaps are phantom users/items, usually a sign of raw ids);
+- the interaction file is missing or malformed (missing column, non-integer id, a NUL byte
+  or non-ASCII digit, bad label, an id far beyond the number of distinct ids);
 - a split (train, valid, test) is empty;
 - a (user, item) pair occurs more than once (within or across splits);
-- a feature file is missing, not a 2-d array of real numbers with at least one column, has
-  a row count different from the number of items, or contains NaN/inf (checked in row blocks through a memory map).
+- a feature file is missing, not a plain ``.npy`` array (empty, an ``.npz``, Python objects,
+  truncated), not a 2-d array of real numbers with at least one column, has a row count
+  different from the number of items, or contains NaN/inf (checked in row blocks through
+  a memory map).
 
-Warnings (counted and reported, not errors): cold users (in valid/test, not in train) and
-cold items (in valid/test, never in train), users with no valid/test interaction.
+Warnings (counted and reported, not errors; ``run`` accepts such data too): user or item
+ids that are not contiguous from 0 (an id in ``0..max`` with no interaction: MMRec counts
+``max id + 1``, so these are users/items without data, usually a sign of raw ids), cold
+users (in valid/test, not in train) and cold items (in valid/test, never in train).
 """
 from __future__ import annotations
 
@@ -23,12 +29,11 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from mmrec_plugin.errors import DataError
 from mmrec_plugin.data import files
+from mmrec_plugin.errors import DataError
+from mmrec_plugin.host.files import check_features, duplicate_pairs, id_gaps, open_features
 
 log = logging.getLogger(__name__)
-
-_ROWS = 4096  # feature rows per block when scanning for NaN/inf
 
 
 @dataclass
@@ -54,53 +59,22 @@ class Report:
         return "\n".join(lines)
 
 
-def _gaps(ids: np.ndarray, what: str) -> Optional[str]:
-    if ids.size == 0:
-        return None
-    present = np.zeros(int(ids.max()) + 1, dtype=bool)
-    present[ids] = True
-    missing = np.flatnonzero(~present)
-    if missing.size == 0:
-        return None
-    return (f"{what} ids are not contiguous from 0: {missing.size} of 0..{present.size - 1} have "
-            f"no interaction (first: {missing[:5].tolist()}); MMRec counts max id + 1, so "
-            "re-index the ids to 0..n-1")
-
-
 def feature_info(path: Path) -> Dict[str, object]:
     """``{'shape', 'dtype'}`` of a ``.npy`` file, read from its header (memory map)."""
-    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    arr = open_features(path)
     return {"shape": tuple(int(s) for s in arr.shape), "dtype": str(arr.dtype)}
 
 
 def _check_features(path: Path, slot: str, n_items: int, report: Report) -> None:
-    if not path.is_file():
+    if not os.path.lexists(path):
         report.errors.append(f"{path}: {slot} feature file not found")
         return
     try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        report.errors.append(f"{path}: not a readable numeric .npy file ({exc})")
-        return
-    report.info[f"{slot} features"] = f"{path.name} {tuple(arr.shape)} {arr.dtype}"
-    real = np.issubdtype(arr.dtype, np.number) and not np.issubdtype(arr.dtype, np.complexfloating)
-    if arr.ndim != 2 or not real or arr.shape[1] == 0:
-        report.errors.append(f"{path}: shape {arr.shape}, dtype {arr.dtype}; expected a real "
-                             "numeric [n_items, d] array with d >= 1")
-        return
-    if arr.shape[0] != n_items:
-        report.errors.append(f"{path}: {arr.shape[0]} rows, but the dataset has {n_items} items "
-                             "(max item id + 1); row i must be item i")
-    bad_rows = 0
-    first = None
-    for s in range(0, arr.shape[0], _ROWS):
-        block = np.asarray(arr[s:s + _ROWS])
-        rows = np.flatnonzero(~np.isfinite(block).all(axis=1))
-        if rows.size:
-            bad_rows += rows.size
-            first = s + int(rows[0]) if first is None else first
-    if bad_rows:
-        report.errors.append(f"{path}: {bad_rows} row(s) contain NaN or inf (first: row {first})")
+        arr = open_features(path)
+        report.info[f"{slot} features"] = f"{path.name} {tuple(arr.shape)} {arr.dtype}"
+        check_features(arr, path, n_items)
+    except DataError as exc:
+        report.errors.append(str(exc))
 
 
 def validate(folder: os.PathLike, name: Optional[str] = None) -> Report:
@@ -120,22 +94,21 @@ def validate(folder: os.PathLike, name: Optional[str] = None) -> Report:
     if len(inter) == 0:
         report.errors.append(f"{inter.path}: no interactions")
         return report
-    for msg in (_gaps(users, "user"), _gaps(items, "item")):
+    for msg in (id_gaps(users, "user"), id_gaps(items, "item")):
         if msg:
-            report.errors.append(msg)
+            report.warnings.append(msg)
     sizes = np.bincount(labels, minlength=3)
     report.info["splits (train/valid/test)"] = "/".join(str(int(c)) for c in sizes[:3])
     for j, split in enumerate(files.SPLIT_NAMES):
         if sizes[j] == 0:
             report.errors.append(f"{inter.path}: the {split} split is empty (x_label {j} never "
                                  "occurs); make splits with `mmrec-plugin data resplit`")
-    key = users * np.int64(n_items) + items
-    uniq, cnt = np.unique(key, return_counts=True)
-    dup = uniq[cnt > 1]
-    if dup.size:
-        u0, i0 = divmod(int(dup[0]), n_items)
-        report.errors.append(f"{inter.path}: {dup.size} (user, item) pair(s) occur more than once "
-                             f"(first: user {u0}, item {i0})")
+    dup = duplicate_pairs(users, items)
+    if dup is not None:
+        n_dup, first, second = dup
+        report.errors.append(f"{inter.path}: {n_dup} (user, item) pair(s) occur more than once "
+                             f"(first: user {int(users[first])}, item {int(items[first])}, in "
+                             f"data rows {first + 1} and {second + 1})")
     train = labels == 0
     held = ~train
     in_train_u = np.zeros(n_users, dtype=bool)
@@ -152,8 +125,8 @@ def validate(folder: os.PathLike, name: Optional[str] = None) -> Report:
     if cold_i.size:
         report.warnings.append(f"{cold_i.size} item(s) occur in valid/test but never in train "
                                f"(first: {cold_i[:5].tolist()})")
-    for slot in ("visual", "text"):
-        _check_features(feats[slot], slot, n_items, report)
+    for slot, path in feats.items():
+        _check_features(path, slot, n_items, report)
     return report
 
 
@@ -184,10 +157,10 @@ def stats(folder: os.PathLike, name: Optional[str] = None) -> Dict[str, object]:
         out["splits"] = {s: int(c[j]) for j, s in enumerate(files.SPLIT_NAMES)}
     features: Dict[str, object] = {}
     for slot, path in feats.items():
-        if path.is_file():
+        if os.path.lexists(path):
             try:
                 features[slot] = {"file": path.name, **feature_info(path)}
-            except (ValueError, OSError) as exc:
+            except DataError as exc:
                 features[slot] = {"file": path.name, "error": str(exc)}
         else:
             features[slot] = None

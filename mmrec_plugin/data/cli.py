@@ -7,8 +7,8 @@ Subcommands::
                    --gamma-synergy X --gamma-redundant X --noise X --choice-noise X --seed N
                    --image-dim N --text-dim N --min-per-user N --max-per-user N
                    --popularity X] [--force]
-    data import SRC --name NAME --out DATA_DIR [--format diffmm|lattice]
-                  [--text FILE --visual FILE] [--force]
+    data import SRC --name NAME --out DATA_DIR [--format diffmm|lattice|inter]
+                  [--text FILE --visual FILE] [--seed N] [--force]
     data resplit DATASET_DIR --out DATA_DIR --name NAME [--loo] [--seed N] [--force]
     data validate DATASET_DIR          (exit 1 when the dataset has an error)
     data stats DATASET_DIR [--json]
@@ -22,10 +22,38 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import re
 import sys
 from typing import List, Optional
 
 log = logging.getLogger(__name__)
+
+
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def _int(text: str) -> int:
+    """An integer written with ASCII digits (argparse's ``int`` also takes ``1_000`` and
+    Arabic-Indic digits, which the data files refuse)."""
+    if not _INT.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(f"expected an integer (ASCII digits), got {text!r}")
+    return int(text)
+
+
+def _seed(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _float(text: str) -> float:
+    """A finite number written with ASCII digits (no nan/inf)."""
+    if not _FLOAT.fullmatch(text.strip()) or not math.isfinite(float(text)):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return float(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,25 +69,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="data folder; the dataset goes to DATA_DIR/NAME (default: data)")
     g.add_argument("--size", default="demo", choices=["demo", "baby", "sports", "clothing"],
                    help="preset sizes and feature widths (default: demo)")
-    g.add_argument("--users", type=int, dest="n_users", help="number of users")
-    g.add_argument("--items", type=int, dest="n_items", help="number of items")
-    g.add_argument("--interactions", type=int, dest="n_interactions",
+    g.add_argument("--users", type=_int, dest="n_users", help="number of users")
+    g.add_argument("--items", type=_int, dest="n_items", help="number of items")
+    g.add_argument("--interactions", type=_int, dest="n_interactions",
                    help="target number of interactions")
-    g.add_argument("--k", type=int, help="latent size per block (even)")
+    g.add_argument("--k", type=_int, help="latent size per block (even)")
     for t in ("text", "visual", "synergy", "redundant"):
-        g.add_argument(f"--gamma-{t}", type=float, metavar="X", help=f"weight of the {t} block")
-    g.add_argument("--noise", type=float, help="feature noise std (default 0.3)")
-    g.add_argument("--choice-noise", type=float, help="Gumbel temperature of the positives "
+        g.add_argument(f"--gamma-{t}", type=_float, metavar="X", help=f"weight of the {t} block")
+    g.add_argument("--noise", type=_float, help="feature noise std (default 0.3)")
+    g.add_argument("--choice-noise", type=_float, help="Gumbel temperature of the positives "
                    "(default 0.5; 0 = exact top-K)")
-    g.add_argument("--popularity", type=float, help="std of an item popularity bias "
+    g.add_argument("--popularity", type=_float, help="std of an item popularity bias "
                    "(default 0: none)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    g.add_argument("--image-dim", type=int, help="image feature width (projection)")
-    g.add_argument("--text-dim", type=int, help="text feature width (projection)")
-    g.add_argument("--audio-dim", type=int, help="add a third modality, audio_feat.npy, of this width "
+    g.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    g.add_argument("--image-dim", type=_int, help="image feature width (projection)")
+    g.add_argument("--text-dim", type=_int, help="text feature width (projection)")
+    g.add_argument("--audio-dim", type=_int, help="add a third modality, audio_feat.npy, of this width "
                    "(the dataset yaml then declares feature_files for the three)")
-    g.add_argument("--min-per-user", type=int, help="fewest interactions per user")
-    g.add_argument("--max-per-user", type=int, help="most interactions per user")
+    g.add_argument("--min-per-user", type=_int, help="fewest interactions per user")
+    g.add_argument("--max-per-user", type=_int, help="most interactions per user")
     g.add_argument("--force", action="store_true", help="replace an existing dataset folder")
     g.set_defaults(data_func=_run_generate)
 
@@ -68,12 +96,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     i.add_argument("src", metavar="SRC", help="source folder")
     i.add_argument("--name", required=True, help="new dataset name")
     i.add_argument("--out", default="data", metavar="DATA_DIR", help="data folder (default: data)")
-    i.add_argument("--format", choices=["diffmm", "lattice"], dest="fmt",
-                   help="source layout (detected when omitted)")
+    i.add_argument("--format", choices=["diffmm", "lattice", "inter"], dest="fmt",
+                   help="source layout (detected when omitted); inter: an .inter table whose "
+                   "ids are remapped to 0..n-1")
     i.add_argument("--text", metavar="FILE", help="modality file for the text slot "
                    "(default text_feat.npy)")
     i.add_argument("--visual", metavar="FILE", help="modality file for the visual slot "
                    "(default image_feat.npy)")
+    i.add_argument("--seed", type=_seed, default=0, help="inter without x_label: seed of the "
+                   "per-user 8:1:1 split (default 0)")
     i.add_argument("--force", action="store_true", help="replace an existing dataset folder")
     i.set_defaults(data_func=_run_import)
 
@@ -85,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--name", required=True, help="new dataset name")
     r.add_argument("--loo", action="store_true", help="leave-one-out: one valid and one test "
                    "item per user with >= 3 interactions")
-    r.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    r.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     r.add_argument("--force", action="store_true", help="replace an existing dataset folder")
     r.set_defaults(data_func=_run_resplit)
 
@@ -119,7 +150,8 @@ def _run_generate(args: argparse.Namespace) -> int:
         params.pop("n_interactions", None)  # the preset's total no longer fits the sizes
         if args.max_per_user is None:
             params.pop("max_per_user", None)
-    name = args.name or ("demo" if args.size == "demo" else f"synth-{args.size}")
+    name = args.name if args.name is not None else (
+        "demo" if args.size == "demo" else f"synth-{args.size}")
     path = synthetic.generate(args.out, name, gammas=gammas, seed=args.seed,
                               overwrite=args.force, **params)
     meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
@@ -137,7 +169,7 @@ def _run_import(args: argparse.Namespace) -> int:
     from mmrec_plugin.data import checks, importers
 
     path = importers.import_dataset(args.src, args.out, args.name, fmt=args.fmt, text=args.text,
-                                    visual=args.visual, overwrite=args.force)
+                                    visual=args.visual, overwrite=args.force, seed=args.seed)
     print(f"imported {args.src} as {path}")
     report = checks.validate(path)
     print(report.format())
@@ -157,13 +189,9 @@ def _run_resplit(args: argparse.Namespace) -> int:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from mmrec_plugin.data import checks, files
 
-    from mmrec_plugin.data import checks
-    from mmrec_plugin.errors import DataError
-
-    if not Path(args.dataset).is_dir():  # a wrong path is a user error (exit 2), not a data error
-        raise DataError(f"{args.dataset}: dataset folder not found")
+    files.check_folder(args.dataset)  # a wrong path is a user error (exit 2), not a data error
     report = checks.validate(args.dataset)
     print(report.format())
     return 0 if report.ok else 1

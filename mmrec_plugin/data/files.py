@@ -10,8 +10,8 @@ A dataset folder ``<data_path>/<name>/`` holds
   ``ITEM_ID_FIELD``, ``inter_file_name``, ``vision_feature_file``, ``text_feature_file``,
   ``field_separator``).
 
-This reader is deliberately small and independent of the host's dataset module: numpy only,
-no pandas. Every writer here publishes a whole folder at once (:func:`atomic_dir`): the
+``.inter`` files are read by the host's reader (:mod:`mmrec_plugin.host.files`), the one
+``run`` uses, so a file is accepted or refused alike by both. Every writer here publishes a whole folder at once (:func:`atomic_dir`): the
 folder is filled under a temporary name next to the target and renamed into place, so an
 interrupted run leaves no half-written dataset behind (at most a hidden ``.<name>.tmp-*``
 folder, which nothing reads).
@@ -23,22 +23,24 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Union
 
 import numpy as np
 
-from mmrec_plugin.errors import ConfigError, DataError
+from mmrec_plugin import limits, yamlio
+from mmrec_plugin.errors import DataError
+from mmrec_plugin.host.dataset import feature_files
+from mmrec_plugin.host.files import Interactions, read_interactions, separator
 from mmrec_plugin.utils import umask
 
 log = logging.getLogger(__name__)
 
 
-def check_name(name: str) -> None:
-    """A dataset name must be a plain folder name (no '/', not hidden): else ConfigError."""
-    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
-        raise ConfigError(f"dataset name {name!r}: need a plain folder name (no '/', not hidden)")
+def check_name(name: str, what: str = "dataset name (--name)") -> str:
+    """A dataset name must be a plain name (:func:`mmrec_plugin.limits.check_name`)."""
+    return limits.check_name(name, what)
+
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -57,40 +59,12 @@ DEFAULT_KEYS: Dict[str, object] = {
 }
 
 
-@dataclass
-class Interactions:
-    """The interactions of one ``.inter`` file.
-
-    Attributes:
-        users, items: ``int64 [n]`` ids.
-        labels: ``int8 [n]`` split labels (0 train, 1 valid, 2 test), or None when the file
-            has no ``x_label`` column.
-        path: the file read (None for in-memory data).
-    """
-
-    users: np.ndarray
-    items: np.ndarray
-    labels: Optional[np.ndarray]
-    path: Optional[Path] = None
-
-    def __len__(self) -> int:
-        return int(self.users.shape[0])
-
-    @property
-    def n_users(self) -> int:
-        """max user id + 1 (MMRec's count), 0 when empty."""
-        return int(self.users.max()) + 1 if len(self) else 0
-
-    @property
-    def n_items(self) -> int:
-        """max item id + 1 (MMRec's count), 0 when empty."""
-        return int(self.items.max()) + 1 if len(self) else 0
-
-
 def read_inter(path: PathLike, user_field: str = USER_FIELD, item_field: str = ITEM_FIELD,
                label_field: str = LABEL_FIELD, sep: str = "\t",
                require_label: bool = True) -> Interactions:
-    """Read an ``.inter`` file (header + ``sep``-separated integer columns, read by name).
+    """Read an ``.inter`` file with the host's reader
+    (:func:`mmrec_plugin.host.files.read_interactions`, the one ``run`` uses), so ``data``
+    commands and ``run`` accept and refuse the same files.
 
     Args:
         path: the file.
@@ -99,71 +73,14 @@ def read_inter(path: PathLike, user_field: str = USER_FIELD, item_field: str = I
         require_label: raise when the ``x_label`` column is absent (else ``labels`` is None).
 
     Raises:
-        DataError: missing file or column, a non-integer id (naming the line), an unknown label,
-            a file that is not UTF-8 text.
+        DataError: missing file or column, a malformed line, a non-ASCII or NUL character,
+            an id far beyond the number of distinct ids, an unknown label, a file that is
+            not UTF-8 text (each naming the file and line).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: interaction file not found")
-    try:
-        return _read_inter(path, user_field, item_field, label_field, sep, require_label)
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path}: not a UTF-8 text file (undecodable byte {exc.object[exc.start:exc.start + 1]!r}); "
-            f"expected {sep!r}-separated text with a header line"
-        ) from None
-
-
-def _read_inter(path: Path, user_field: str, item_field: str, label_field: str, sep: str,
-                require_label: bool) -> Interactions:
-    with open(path, "r", encoding="utf-8") as f:
-        header_line = f.readline()
-    header = [h.strip() for h in header_line.rstrip("\r\n").split(sep)]
-    wanted = [user_field, item_field] + ([label_field] if (require_label or label_field in header)
-                                         else [])
-    missing = [c for c in wanted if c not in header]
-    if missing:
-        raise DataError(f"{path}, line 1: missing column(s) {missing}; the header has {header} "
-                        f"(expected {sep!r}-separated columns including {wanted})")
-    cols = tuple(header.index(c) for c in wanted)
-    try:
-        data = np.loadtxt(path, delimiter=sep, skiprows=1, usecols=cols, dtype=np.int64,
-                          ndmin=2, comments=None)
-    except ValueError as exc:
-        raise DataError(_locate_bad_line(path, sep, cols, wanted, len(header))) from exc
-    users = np.ascontiguousarray(data[:, 0])
-    items = np.ascontiguousarray(data[:, 1])
-    labels = None
-    if len(wanted) == 3:
-        lab = data[:, 2]
-        bad = np.flatnonzero((lab < 0) | (lab > 2))
-        if bad.size:
-            raise DataError(f"{path}, line {int(bad[0]) + 2}: {label_field} = {int(lab[bad[0]])}; "
-                            "accepted: 0 (train), 1 (valid), 2 (test)")
-        labels = lab.astype(np.int8)
-    neg = np.flatnonzero((users < 0) | (items < 0))
-    if neg.size:
-        raise DataError(f"{path}, line {int(neg[0]) + 2}: negative id; ids must be integers >= 0")
-    return Interactions(users, items, labels, path)
-
-
-def _locate_bad_line(path: Path, sep: str, cols, names, n_header: int) -> str:
-    """The message for the first malformed line (error path only, so a plain loop is fine)."""
-    with open(path, "r", encoding="utf-8") as f:
-        f.readline()
-        for lineno, line in enumerate(f, start=2):
-            if not line.strip():
-                continue
-            fields = line.rstrip("\r\n").split(sep)
-            if len(fields) < n_header:
-                return (f"{path}, line {lineno}: {len(fields)} field(s), the header has "
-                        f"{n_header} (separator {sep!r})")
-            for c, name in zip(cols, names):
-                try:
-                    int(fields[c])
-                except ValueError:
-                    return f"{path}, line {lineno}: {name} = {fields[c]!r} is not an integer"
-    return f"{path}: could not be parsed as {sep!r}-separated integer columns {names}"
+    inter = read_interactions(os.fspath(path), user_field, item_field, label_field, sep,
+                              require_label)
+    inter.path = Path(path)
+    return inter
 
 
 def write_inter(path: PathLike, users: np.ndarray, items: np.ndarray,
@@ -200,30 +117,29 @@ def dataset_keys(folder: PathLike, name: Optional[str] = None) -> Dict[str, obje
     ``name`` defaults to the folder's base name; ``inter_file_name`` defaults to
     ``<name>.inter``, else the only ``*.inter`` file in the folder.
     """
-    import yaml
-
-    folder = Path(folder)
+    folder = check_folder(folder)
     name = name or folder.name
     keys: Dict[str, object] = dict(DEFAULT_KEYS)
     yml = folder / f"{name}.yaml"
-    if yml.is_file():
-        try:
-            loaded = yaml.safe_load(yml.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise DataError(f"{yml}: not valid YAML ({exc})") from exc
-        if not isinstance(loaded, dict):
-            raise DataError(f"{yml}: expected a mapping of dataset keys, got {type(loaded).__name__}")
-        keys.update(loaded)
+    if os.path.lexists(yml):
+        keys.update(yamlio.load_yaml(str(yml), "dataset yaml", error=DataError))
     if "inter_file_name" not in keys:
         keys["inter_file_name"] = find_inter(folder, name).name
     return keys
 
 
-def find_inter(folder: PathLike, name: Optional[str] = None) -> Path:
-    """``<folder>/<name>.inter`` if present, else the folder's only ``*.inter`` file."""
+def check_folder(folder: PathLike) -> Path:
+    """``folder`` as a Path if it is a folder, else a DataError (missing, or a file)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"{folder}: dataset folder not found")
+        what = "is a file, not a dataset folder" if folder.exists() else "dataset folder not found"
+        raise DataError(f"{folder}: {what}")
+    return folder
+
+
+def find_inter(folder: PathLike, name: Optional[str] = None) -> Path:
+    """``<folder>/<name>.inter`` if present, else the folder's only ``*.inter`` file."""
+    folder = check_folder(folder)
     name = name or folder.name
     cand = folder / f"{name}.inter"
     if cand.is_file():
@@ -244,20 +160,33 @@ def read_dataset(folder: PathLike, name: Optional[str] = None) -> Interactions:
     keys = dataset_keys(folder, name)
     return read_inter(folder / str(keys["inter_file_name"]),
                       user_field=str(keys["USER_ID_FIELD"]), item_field=str(keys["ITEM_ID_FIELD"]),
-                      sep=str(keys.get("field_separator", "\t")))
+                      sep=separator(keys.get("field_separator", "\t")))
 
 
 def feature_paths(folder: PathLike, name: Optional[str] = None) -> Dict[str, Path]:
-    """``{'visual': Path, 'text': Path}`` named by the dataset keys (files may not exist)."""
+    """Modality -> feature file named by the dataset keys (files may not exist): the
+    modalities of ``feature_files`` when the dataset yaml declares it, else
+    ``{'visual': <vision_feature_file>, 'text': <text_feature_file>}`` (the host's rule,
+    :func:`mmrec_plugin.host.dataset.feature_files`)."""
     folder = Path(folder)
     keys = dataset_keys(folder, name)
-    return {"visual": folder / str(keys["vision_feature_file"]),
-            "text": folder / str(keys["text_feature_file"])}
+    return {m: folder / f for m, f in feature_files(keys).items()}
 
 
 def save_npy(path: PathLike, array: np.ndarray) -> None:
     """``np.save`` without pickles (module-level so tests can simulate a failing write)."""
     np.save(path, array, allow_pickle=False)
+
+
+def target_folder(out_dir: PathLike, name: str, what: str = "--out") -> Path:
+    """``<out_dir>/<name>``, the folder a data command writes: ``name`` must be a plain name
+    (:func:`check_name`), ``out_dir`` a folder or creatable as one, and the target (links
+    resolved) inside ``out_dir``; else a UserError naming the option."""
+    check_name(name)
+    limits.check_output_dir(out_dir, what)
+    target = Path(out_dir) / name
+    limits.inside(target, out_dir, f"{what}/{name}")
+    return target
 
 
 @contextlib.contextmanager
@@ -275,8 +204,12 @@ def atomic_dir(target: PathLike, overwrite: bool = False) -> Iterator[Path]:
     if target.exists() and not overwrite:
         raise DataError(f"{target} already exists; choose another --name/--out or pass --force "
                         "to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    except OSError as exc:
+        raise DataError(f"{target.parent}: cannot create the dataset folder there "
+                        f"({exc.strerror or exc})") from None
     try:
         os.chmod(tmp, 0o777 & ~umask())
         yield tmp

@@ -30,16 +30,18 @@ import logging
 import os
 import pickle
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
-from mmrec_plugin.errors import ConfigError, DataError, did_you_mean
+from mmrec_plugin import limits
 from mmrec_plugin.data import files
+from mmrec_plugin.errors import ConfigError, DataError, did_you_mean
+from mmrec_plugin.host.files import load_features, open_features
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("diffmm", "lattice")
+FORMATS = ("diffmm", "lattice", "inter")
 DIFFMM_FILES = {"train": "trnMat.pkl", "valid": "valMat.pkl", "test": "tstMat.pkl"}
 LATTICE_FILES = {"train": "train.json", "valid": "val.json", "test": "test.json"}
 
@@ -109,7 +111,10 @@ def load_pickled_matrix(path: os.PathLike):
     except Exception as exc:  # malformed pickles raise many exception types
         raise DataError(f"{path}: not a readable pickle of a sparse matrix ({type(exc).__name__}: "
                         f"{exc})") from exc
-    if sp.issparse(obj):
+    if sp.issparse(obj) and len(obj.shape) == 2:
+        limits.check_allocation((int(obj.shape[0]) + 1) * 8 + int(obj.nnz) * 24,
+                                f"the {obj.shape[0]} x {obj.shape[1]} matrix of {path}",
+                                "the matrix's shape must be users x items")
         mat = sp.csr_matrix(obj)
     elif isinstance(obj, np.ndarray) and obj.ndim == 2:
         mat = sp.csr_matrix(obj)
@@ -135,10 +140,13 @@ def detect_format(src: os.PathLike) -> str:
         return "diffmm"
     if has_json:
         return "lattice"
+    if any(src.glob("*.inter")):
+        return "inter"
     raise DataError(f"{src}: no known layout: expected {DIFFMM_FILES['train']} (+ "
                     f"{DIFFMM_FILES['valid']}, {DIFFMM_FILES['test']}; DiffMM/MMSSL) or "
                     f"{LATTICE_FILES['train']} (+ {LATTICE_FILES['valid']}, "
-                    f"{LATTICE_FILES['test']}, possibly under 5-core/; LATTICE/FREEDOM)")
+                    f"{LATTICE_FILES['test']}, possibly under 5-core/; LATTICE/FREEDOM) or an "
+                    ".inter table (ids remapped)")
 
 
 def _json_dir(src: Path) -> Optional[Path]:
@@ -243,51 +251,51 @@ def _resolve_feature(src: Path, given: Optional[str], default: str, slot: str) -
 
 
 def _load_features(path: Path, n_items: int, slot: str) -> np.ndarray:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise DataError(f"{path}: not a plain numeric .npy file ({exc})") from exc
-    except OSError as exc:
-        raise DataError(f"{path}: not readable ({exc})") from exc
-    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
-        raise DataError(f"{path} ({slot}): shape {arr.shape}, dtype {arr.dtype}; expected a "
-                        "numeric [n_items, d] array")
-    if arr.shape[0] != n_items:
-        extra = (f"; items {n_items}..{arr.shape[0] - 1} have no interaction, and MMRec counts "
-                 "items as the largest item id + 1" if arr.shape[0] > n_items else "")
+    """The features of ``path`` through the host's loader (the checks ``run`` applies)."""
+    arr = open_features(path)
+    if arr.ndim == 2 and arr.shape[0] > n_items:
         raise DataError(f"{path} ({slot}): {arr.shape[0]} rows, but the interactions use "
-                        f"{n_items} items (ids 0..{n_items - 1}); row i must be item i{extra}")
-    return arr.astype(np.float32, copy=False)
+                        f"{n_items} items (ids 0..{n_items - 1}); row i must be item i; items "
+                        f"{n_items}..{arr.shape[0] - 1} have no interaction, and MMRec counts "
+                        "items as the largest item id + 1")
+    return load_features(path, n_items)
 
 
 def import_dataset(src: os.PathLike, out_dir: os.PathLike, name: str,
                    fmt: Optional[str] = None, text: Optional[str] = None,
-                   visual: Optional[str] = None, overwrite: bool = False) -> Path:
-    """Import ``src`` (DiffMM or LATTICE layout) as ``<out_dir>/<name>`` in MMRec's layout.
+                   visual: Optional[str] = None, overwrite: bool = False,
+                   seed: int = 0) -> Path:
+    """Import ``src`` (DiffMM or LATTICE layout, or a raw ``.inter`` table:
+    :mod:`mmrec_plugin.data.remap`) as ``<out_dir>/<name>`` in MMRec's layout.
 
     Args:
         src: the source folder.
         out_dir, name: the new dataset folder is ``<out_dir>/<name>``.
-        fmt: ``'diffmm'`` or ``'lattice'``; detected from the files when None.
+        fmt: ``'diffmm'``, ``'lattice'`` or ``'inter'``; detected from the files when None.
         text, visual: modality files for the two slots (relative to ``src`` or paths);
             default ``text_feat.npy`` / ``image_feat.npy``.
         overwrite: replace an existing ``<out_dir>/<name>``.
+        seed: the split of an ``inter`` table without ``x_label`` (MMRec's per-user rule).
 
     Returns the dataset folder. Raises DataError / ConfigError naming the file or option.
     """
 
-    files.check_name(name)
+    target = files.target_folder(out_dir, name)
     src = Path(src)
     if fmt is None:
         fmt = detect_format(src)
     elif fmt not in FORMATS:
         raise ConfigError(f"--format {fmt}: unknown{did_you_mean(fmt, FORMATS)}; "
                           f"accepted: {', '.join(FORMATS)}")
-    target = Path(out_dir) / name
     if target.exists() and not overwrite:
         raise DataError(f"{target} already exists; choose another --name/--out or pass --force")
     if not src.is_dir():
         raise DataError(f"{src}: source folder not found")
+    if fmt == "inter":
+        from mmrec_plugin.data.remap import import_inter
+
+        return import_inter(src, target, name, text=text, visual=visual, overwrite=overwrite,
+                            seed=seed)
     if fmt == "diffmm":
         users, items, labels, n_users, n_items = _read_diffmm(src)
     else:

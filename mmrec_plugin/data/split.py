@@ -107,13 +107,13 @@ def resplit_dataset(src: Union[str, os.PathLike], out_dir: Union[str, os.PathLik
 
     from mmrec_plugin.data import files
 
-    files.check_name(name)
-    src = Path(src)
-    target = Path(out_dir) / name
+    target = files.target_folder(out_dir, name)
+    src = files.check_folder(src)
     if target.resolve() == src.resolve():
         from mmrec_plugin.errors import DataError
 
         raise DataError(f"{target}: resplit writes a new dataset folder; choose another --name")
+    keys = files.dataset_keys(src)
     inter = files.read_dataset(src)
     feats = files.feature_paths(src)
     users, items = inter.users, inter.items
@@ -133,7 +133,11 @@ def resplit_dataset(src: Union[str, os.PathLike], out_dir: Union[str, os.PathLik
             else:
                 logging.getLogger(__name__).warning("%s: no %s feature file %s", src, slot,
                                                     path.name)
-        extra = {"vision_feature_file": feats["visual"].name, "text_feature_file": feats["text"].name}
+        if "feature_files" in keys:
+            extra = {"feature_files": {m: p.name for m, p in feats.items()}}
+        else:
+            extra = {"vision_feature_file": feats["visual"].name,
+                     "text_feature_file": feats["text"].name}
         files.write_dataset_yaml(tmp / f"{name}.yaml", name, extra)
         types = src / f"{inter.path.stem}.types"
         if types.is_file():

@@ -144,3 +144,126 @@ def test_sweep_plot_stacks_the_six_way_partition(tmp_path, monkeypatch):
             assert x == pytest.approx(slot)
             assert h == pytest.approx(ratios[j])
             assert y == pytest.approx(sum(ratios[:j]))
+
+
+# --------------------------------------------------------- malformed results files, via the CLI
+def _good():
+    c = {"id": "0123456789ab", "params": {"seed": 1}, "valid": {"recall@20": 0.1},
+         "test": {"recall@20": 0.1}, "best_epoch": 1, "status": "ok"}
+    return {"model": "BPR", "dataset": "toy", "combinations": [c], "best": dict(c),
+            "hyper_parameters": ["seed"], "selected_by": "valid recall@20"}
+
+
+def _with(path, value):
+    """The good results with the field at ``path`` (a tuple of keys/indexes) set to value."""
+    data = _good()
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    if path[:2] == ("combinations", 0) and isinstance(data["combinations"][0], dict):
+        data["best"] = dict(data["combinations"][0])
+    return json.dumps(data).encode()
+
+
+MALFORMED = [
+    ("empty", b"", "is not valid JSON (line 1)"),
+    ("truncated", json.dumps(_good()).encode()[:-20], "is not valid JSON"),
+    ("not UTF-8", b'{"combinations": ["\xff"]}', "line 1: not a UTF-8 text file"),
+    ("a list", b"[1, 2]", "the top level must be an object, not a list"),
+    ("a number", b"3", "the top level must be an object, not a int"),
+    ("no combinations", b'{"model": "BPR"}', "has neither 'combinations'"),
+    ("deep nesting", b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+    ("huge integer", b'{"combinations": [], "k": 1' + b"0" * 5000 + b"}", "cannot be read as JSON"),
+    ("combination not an object", _with(("combinations", 0), 5), "combinations[0] must be an object"),
+    ("hostile id", _with(("combinations", 0, "id"), "/../../name"),
+     "combinations[0].id '/../../name': it contains a path separator"),
+    ("id with NUL", _with(("combinations", 0, "id"), "ab\x00cd"), "it contains a NUL byte"),
+    ("id a number", _with(("combinations", 0, "id"), 12), "combinations[0].id must be a text"),
+    ("best id", _with(("best", "id"), "../x"), "best.id '../x'"),
+    ("hostile dataset", _with(("dataset",), "../../etc"), "dataset '../../etc'"),
+    ("params a list", _with(("combinations", 0, "params"), [1]), "params must be an object"),
+    ("params nan", _with(("combinations", 0, "params", "seed"), float("nan")),
+     "params.seed must be a finite number"),
+    ("valid a list", _with(("combinations", 0, "valid"), [0.1]), "valid must be an object"),
+    ("metric a text", _with(("combinations", 0, "test", "recall@20"), "high"),
+     "test.recall@20 must be a number"),
+    ("metric a bool", _with(("combinations", 0, "test", "recall@20"), True),
+     "test.recall@20 must be a number"),
+    ("analysis k a text", _with(("combinations", 0, "analysis"), {"k": "20"}),
+     "analysis.k must be an integer"),
+    ("partition ratio a text", _with(("combinations", 0, "analysis"),
+                                     {"partition": {"synergy": {"ratio": "x"}}}),
+     "analysis.partition.synergy.ratio must be a number"),
+    ("hyper_parameters a text", _with(("hyper_parameters",), "seed"),
+     "hyper_parameters must be a list of key names"),
+    ("sweep row without gamma", json.dumps({"rows": [{"variant": "a"}]}).encode(),
+     "rows[0].gamma_s must be a number"),
+]
+
+
+@pytest.mark.parametrize("case, payload, needle", MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_results_are_one_error_line(tmp_path, capsys, case, payload, needle):
+    # `analyze` and `compare --report-only` on the same files: tests/host_run/test_hostile_inputs.py
+    from mmrec_plugin.cli import main
+
+    path = tmp_path / "BPR-toy.json"
+    path.write_bytes(payload)
+    code = main(["report", str(path)])
+    out, err = capsys.readouterr()
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in out + err, err
+    assert str(path) in lines[0] and needle in lines[0], lines[0]
+    assert len(lines[0]) < 1000  # never the whole file
+    assert sorted(os.listdir(tmp_path)) == ["BPR-toy.json"]  # nothing written
+
+
+def test_results_file_kinds_and_size(tmp_path, capsys, monkeypatch):
+    from mmrec_plugin import limits
+    from mmrec_plugin.analysis.report import load_results
+
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # must not block
+    with pytest.raises(DataError, match="is not a regular file"):
+        load_results(str(fifo))
+    with pytest.raises(DataError, match="is a folder"):
+        load_results(str(tmp_path))
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(_good()))
+    assert load_results(str(path))["best"]["id"] == "0123456789ab"
+    monkeypatch.setattr(limits, "MAX_RESULTS_BYTES", 100)
+    with pytest.raises(DataError, match="at most 100 are read"):
+        load_results(str(path))
+
+
+def test_report_out_must_be_a_folder(tmp_path, capsys):
+    from mmrec_plugin.cli import main
+
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(_good()))
+    a_file = tmp_path / "FILE"
+    a_file.write_text("x")
+    for out in (a_file, a_file / "sub"):
+        code = main(["report", str(path), "--out", str(out)])
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+        assert code == 2 and len(lines) == 1 and "--out" in lines[0], err
+    assert sorted(os.listdir(tmp_path)) == ["FILE", "r.json"]
+
+
+def test_written_report_files_refuse_a_folder_in_the_way_and_a_full_disk(tmp_path, monkeypatch):
+    import errno
+
+    from mmrec_plugin.errors import UserError
+
+    (tmp_path / "rep" / "report.md").mkdir(parents=True)  # a folder where the file goes
+    with pytest.raises(UserError, match="report.md: is a folder"):
+        report(_results(tmp_path), str(tmp_path / "rep"))
+
+    def full_disk(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(report_mod, "atomic_write_text", full_disk)
+    with pytest.raises(UserError, match="x.md could not be written \\(No space left on device\\)"):
+        report_mod.write_text_atomic(str(tmp_path / "x.md"), "x")
+    assert not (tmp_path / "x.md").exists()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mmrec_plugin.bridge import cli, mmrec
+from mmrec_plugin.bridge import cli, mmrec, stack
 from mmrec_plugin.errors import UserError
 
 MODEL_PY = "import torch\nfrom mmrec_plugin.method import graphs\nclass BRMRS:  # ours\n    pass\n"
@@ -158,7 +158,7 @@ def test_stack_flags_np_float_when_numpy_is_1_24_or_newer(tmp_path, monkeypatch)
     root = make_mmrec(tmp_path / "MMRec", metrics=METRICS_OLD)
     versions = {"numpy": "1.24.0", "scipy": "1.12.0", "torch": "2.14.1",
                 "torchvision": "0.29.1"}
-    monkeypatch.setattr(mmrec, "_installed_version", lambda dist: versions.get(dist))
+    monkeypatch.setattr(stack, "_installed_version", lambda dist: versions.get(dist))
     rep = mmrec.check_stack(root, module_available=lambda m: True, cuda_available=True)
     (np_issue,) = [s for s in rep.stack if s.topic == "numpy"]
     assert np_issue.level == "FAIL"

@@ -39,14 +39,23 @@ def test_a_good_dataset_passes_and_counts_cold_users_and_items(tmp_path, capsys)
     assert "result: OK" in capsys.readouterr().out
 
 
-def test_non_contiguous_user_ids(tmp_path):
+def _warnings(folder):
+    rep = checks.validate(folder)
+    assert rep.ok, rep.errors
+    return " | ".join(rep.warnings)
+
+
+def test_non_contiguous_user_ids_are_a_warning(tmp_path):
+    # run accepts them (MMRec counts max id + 1), so validate warns instead of refusing
     rows = [(u if u < 3 else 5, i, x) for u, i, x in ROWS]
-    assert "user ids are not contiguous" in _errors(_make(tmp_path / "d", rows))
+    assert "user ids are not contiguous from 0: 2 of 0..5 have no interaction (first: [3, 4])" \
+        in _warnings(_make(tmp_path / "d", rows))
 
 
-def test_non_contiguous_item_ids(tmp_path):
+def test_non_contiguous_item_ids_are_a_warning(tmp_path):
     rows = [(u, i if i != 3 else 5, x) for u, i, x in ROWS]
-    assert "item ids are not contiguous" in _errors(_make(tmp_path / "d", rows, n_feat=6))
+    assert "item ids are not contiguous from 0: 1 of 0..5" in \
+        _warnings(_make(tmp_path / "d", rows, n_feat=6))
 
 
 @pytest.mark.parametrize("split,label", [("train", 0), ("valid", 1), ("test", 2)])
@@ -57,14 +66,16 @@ def test_empty_split(tmp_path, split, label):
 
 def test_duplicate_pairs(tmp_path):
     rows = ROWS + [(1, 3, 2)]
-    assert "1 (user, item) pair(s) occur more than once (first: user 1, item 3)" in \
+    assert "1 (user, item) pair(s) occur more than once (first: user 1, item 3, in data rows 6 " \
+        "and 7)" in \
         _errors(_make(tmp_path / "d", rows))
 
 
 def test_feature_rows_differ_from_items(tmp_path):
     err = _errors(_make(tmp_path / "d", n_feat=6))
-    assert "image_feat.npy: 6 rows, but the dataset has 5 items" in err
-    assert "text_feat.npy: 6 rows" in err
+    assert "image_feat.npy: feature array has shape (6, 4), expected (5, d) with d >= 1; 6 rows, " \
+        "but the dataset has 5 items" in err
+    assert "text_feat.npy: feature array has shape (6, 3)" in err
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -87,20 +98,20 @@ def test_malformed_inter_names_the_line(tmp_path):
     lines = path.read_text().splitlines()
     lines[3] = "1\tabc\t0"
     path.write_text("\n".join(lines) + "\n")
-    assert "d.inter, line 4: itemID = 'abc' is not an integer" in _errors(folder)
+    assert "d.inter, line 4: column 'itemID' must hold integer ids, got 'abc'" in _errors(folder)
 
 
 def test_missing_label_column(tmp_path):
     folder = _make(tmp_path / "d")
     (folder / "d.inter").write_text("userID\titemID\n0\t0\n")
-    assert "missing column(s) ['x_label']" in _errors(folder)
+    assert "line 1: column 'x_label' not found in the header ['userID', 'itemID']" in _errors(folder)
 
 
 def test_unknown_label(tmp_path):
     folder = _make(tmp_path / "d", ROWS)
     with open(folder / "d.inter", "a") as f:
         f.write("2\t4\t3\n")
-    assert "x_label = 3" in _errors(folder)
+    assert "d.inter, line 12: unknown x_label 3 (accepted: 0 train, 1 valid, 2 test)" in _errors(folder)
 
 
 def test_stats_numbers(tmp_path, capsys):

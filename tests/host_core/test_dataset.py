@@ -142,26 +142,19 @@ def test_general_recommender_features(tmp_path, h):
 
 
 def test_well_formed_file_is_read_without_the_per_row_loop(tmp_path, h, monkeypatch):
-    # the per-row csv parser is only the error path (it names the bad line); a well-formed file,
+    # the per-line parser is only the error path (it names the bad line); a well-formed file,
     # with extra non-integer columns and a blank line, is parsed in one vectorised call
-    from mmrec_plugin.host import dataset as dataset_mod
+    from mmrec_plugin.host import files as files_mod
 
-    real_reader = dataset_mod.csv.reader
-
-    def header_only_reader(*a, **k):  # csv may parse the header line, not the data rows
-        it = real_reader(*a, **k)
-        yield next(it)
-        raise AssertionError("per-row csv parser used for a well-formed file")
-
-    class _Csv:
-        reader = staticmethod(header_only_reader)
+    def per_line(*a, **k):
+        raise AssertionError("per-line parser used for a well-formed file")
 
     header = ("userID", "review", "itemID", "x_label")
     rows = [(u, "good", i, lab) for u, i, lab in ROWS]
     h.write_inter(tmp_path, "d", rows[:3], header=header)
     with open(os.path.join(str(tmp_path), "d", "d.inter"), "a") as fh:
         fh.write("\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows[3:]))
-    monkeypatch.setattr(dataset_mod, "csv", _Csv)
+    monkeypatch.setattr(files_mod, "_parse_rows", per_line)
     ds = RecDataset(h.make_config(tmp_path, "d"))
     assert ds.users.tolist() == [u for u, _, _ in ROWS]
     assert ds.items.tolist() == [i for _, i, _ in ROWS]
