@@ -180,7 +180,7 @@ def parse_overrides(tokens: Sequence[str], known: Optional[Sequence[str]] = None
             i += 2
         if known is not None:
             key = known_key(key, known)
-        out[key] = parse_value(value)
+        out[key] = parse_value(value, f"--{key}")
     return out
 
 

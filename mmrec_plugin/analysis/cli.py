@@ -138,18 +138,9 @@ def run_report(args) -> int:
 
 # ============================================================================ study
 def _parse_set(items: Sequence[str]) -> Dict:
-    import yaml
+    from mmrec_plugin.analysis.variants import parse_assignments
 
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise UserError(f"--set {key}: value {value!r} is not valid YAML ({exc})") from None
-    return out
+    return parse_assignments(items, "--set")
 
 
 def _parse_gammas(text: str) -> List[float]:
@@ -212,6 +203,11 @@ def run_study(args) -> int:
     if args.name not in studies.STUDIES:
         raise studies._unknown(args.name)
     extra = _parse_set(args.set)
+    if extra:  # every --set key must be one the study's model knows
+        from mmrec_plugin.host.config import Config, strict_key
+
+        dataset = args.dataset or studies.STUDIES[args.name]["dataset"]
+        Config(studies.MODEL, dataset, config_dict=extra, check_keys=strict_key)
     if args.print_config:
         for variant, cfg in studies.study_variants(args.name).items():
             print(f"# study {args.name}, variant {variant}")

@@ -15,7 +15,6 @@ grid key the variant and ``--set`` leave open to its first value.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from typing import Dict, Optional, Sequence
 
@@ -39,7 +38,7 @@ def parse_assignments(tokens: Sequence[str], where: str) -> Dict:
         if "=" not in tok or not tok.split("=", 1)[0].strip():
             raise UserError(f"{where}: expected KEY=VALUE, got {tok!r}")
         key, value = tok.split("=", 1)
-        out[key.strip()] = parse_value(value)
+        out[key.strip()] = parse_value(value, f"{where} {key.strip()}")
     return out
 
 
@@ -74,15 +73,9 @@ SPEC_KEYS = ("variants", "baseline", "seeds", "set", "model", "dataset")
 def load_spec(path: str) -> Dict:
     """Read a ``--variants`` yaml (see the module docstring) into ``{'variants': {name:
     overrides}, ...}``; a malformed file is a :class:`DataError` naming it."""
-    import yaml
+    from mmrec_plugin.yamlio import load_yaml
 
-    if not os.path.isfile(path):
-        raise DataError(f"--variants: file {path} not found")
-    try:
-        with open(path) as fh:
-            data = yaml.safe_load(fh)
-    except yaml.YAMLError as exc:
-        raise DataError(f"--variants: {path} is not valid YAML ({exc})") from None
+    data = load_yaml(path, "--variants file", error=DataError)
     if not isinstance(data, dict) or not data:
         raise DataError(f"--variants: {path} must be a mapping {{NAME: {{KEY: VALUE}}}} or have "
                         f"a 'variants:' mapping")

@@ -46,11 +46,9 @@ from __future__ import annotations
 import copy
 import itertools
 import os
-import re
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
-import yaml
-
+from mmrec_plugin import limits, yamlio
 from mmrec_plugin.errors import ConfigError, did_you_mean
 from mmrec_plugin.schema import Key
 from mmrec_plugin.utils import jsonable
@@ -71,59 +69,17 @@ class ConfigKeyError(ConfigError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also reads ``1e-4`` / ``1E5`` as floats."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value parsed as YAML (``"[1, 2]"`` -> list, ``"1e-4"`` -> float).
-
-    Text that is not valid YAML is kept as the string itself.
-    """
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError:
-        return text
+def parse_value(text: str, what: Optional[str] = None) -> Any:
+    """A command-line value parsed as YAML (:func:`mmrec_plugin.yamlio.parse_value`: ``"[1, 2]"``
+    -> list, ``"1e-4"`` -> float, with the alias/size limits); text that is not valid YAML is
+    kept as the string itself."""
+    return yamlio.parse_value(text, what)
 
 
 def load_yaml(path: str) -> Dict[str, Any]:
-    """Read a yaml mapping; errors name the file and line."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.load(fh, Loader=_Loader)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a folder; expected a yaml file of key: value") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not a UTF-8 text file (undecodable byte at offset {exc.start}); "
-                          "expected a yaml file of key: value") from None
-    except OSError as exc:
-        raise ConfigError(f"config file {path} cannot be read ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}{where}: invalid YAML ({problem})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of key: value, got a {type(data).__name__}")
-    return data
+    """Read a yaml mapping (:func:`mmrec_plugin.yamlio.load_yaml`: a regular file of bounded
+    size, aliases limited); errors name the file and line."""
+    return yamlio.load_yaml(path, "config file")
 
 
 def strict_key(key: str, known) -> str:
@@ -185,8 +141,8 @@ class Config:
                  check_keys: Optional[Callable[[str, frozenset], str]] = None):
         from mmrec_plugin import registry
 
-        if not isinstance(dataset, str) or not dataset:
-            raise ConfigError(f"dataset must be a non-empty name, got {dataset!r}")
+        limits.check_name(dataset, "dataset name (-d)")
+        limits.check_name(model, "model name (-m)")
         config_dict = dict(config_dict or {})
         for k in ("model", "dataset"):
             config_dict.pop(k, None)

@@ -227,9 +227,31 @@ def build(config, params: Optional[Mapping[str, Any]] = None, data: Optional[Dat
     test_data = EvalDataLoader(cfg, data.test, additional_dataset=data.train,
                                batch_size=cfg["eval_batch_size"])
     train_data.pretrain_setup()
+    check_memory(cfg, data)
     model = (model_cls or get_model(cfg["model"]))(cfg, train_data).to(cfg["device"])
     trainer = Trainer(cfg, model)
     return Run(cfg, dict(params or {}), data, train_data, valid_data, test_data, model, trainer)
+
+
+#: float32 copies of the embedding tables a training step keeps (weights, gradients, two Adam
+#: moments, the best-valid copy, layer activations and their gradients): a lower estimate
+EMBEDDING_COPIES = 16
+
+
+def check_memory(config, data: Data) -> None:
+    """Refuse a setting whose embedding tables alone cannot fit, before allocating them:
+    ``(n_users + n_items) x embedding_size`` floats, :data:`EMBEDDING_COPIES` times
+    (:func:`mmrec_plugin.limits.check_allocation`; ``--embedding_size 10000000`` is one error
+    line, not an allocation traceback)."""
+    from mmrec_plugin.limits import check_allocation
+
+    d = config.get("embedding_size")
+    if not isinstance(d, int):
+        return
+    rows = data.full.get_user_num() + data.full.get_item_num()
+    check_allocation(4.0 * rows * d * EMBEDDING_COPIES,
+                     f"{config['model']} with embedding_size {d} on {rows} users and items",
+                     "lower --embedding_size")
 
 
 def model_payload(run: Run, provenance_: Dict[str, Any]) -> Dict[str, Any]:

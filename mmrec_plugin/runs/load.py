@@ -26,23 +26,14 @@ MODEL_FORMATS = ("mmrec_plugin.model/2",)
 
 
 def read_results(path: str) -> Dict[str, Any]:
-    """A results JSON (a grid summary) as a dict; a missing, unreadable, truncated or
-    malformed file, or one of another format, is a DataError naming it."""
-    import json
+    """A results JSON (a grid summary) as a dict, read and checked by
+    :func:`mmrec_plugin.host.results.load_results` (regular file of bounded size, valid JSON,
+    the results schema, plain-name ids); one of another format (a gamma-sweep summary) is a
+    DataError naming it."""
+    from mmrec_plugin.host.results import load_results
 
-    if os.path.isdir(path):
-        raise DataError(f"{path} is a folder; expected a results JSON file "
-                        f"(<results_dir>/<MODEL>-<DATASET>.json)")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            results = json.load(fh)
-    except FileNotFoundError:
-        raise DataError(f"results file {path} not found") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable results JSON file ({exc})") from None
-    combos = results.get("combinations") if isinstance(results, dict) else None
-    if not isinstance(combos, list) or not all(isinstance(c, dict) for c in combos) \
-            or not isinstance(results.get("best"), (dict, type(None))):
+    results = load_results(path)
+    if not isinstance(results.get("combinations"), list):
         raise DataError(f"{path}: not a grid results file (expected an object with 'combinations' "
                         f"and 'best')")
     return results

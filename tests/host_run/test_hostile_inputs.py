@@ -1,13 +1,8 @@
 """Hostile input through the command line (`run`, `analyze`, `report`, `compare`, `bench`,
 `study`): every case answers with exactly one `error:` line and exit status 2, no
 traceback, within seconds (small inputs), and nothing is written outside --results-dir /
---data-path.
-
-Cases marked xfail need the run pipeline's wiring (name checks in the config, the grid
-limit, allocation estimates, yamlio for --config, the shared CLI value checks); the limits
-and readers they call are in mmrec_plugin.limits, mmrec_plugin.yamlio and
-mmrec_plugin.host.files. The marks with run=False are cases whose unwired behaviour is to
-hang or to allocate gigabytes."""
+--data-path. The limits and readers they reach are in mmrec_plugin.limits,
+mmrec_plugin.yamlio and mmrec_plugin.host.files."""
 import json
 import os
 import signal
@@ -19,7 +14,6 @@ from mmrec_plugin import limits
 from mmrec_plugin.cli import main
 
 N_USERS, N_ITEMS = 10, 55
-WIRING = "needs the run pipeline wiring"
 
 
 def _malformed_cases():
@@ -148,8 +142,6 @@ def _results(box, cid):
     return str(path)
 
 
-@pytest.mark.xfail(reason=WIRING + " (runs.load.read_results through host.results.load_results)",
-                   strict=False)
 @pytest.mark.parametrize("cid", ["/../../name", "../x", "a/b", "x\x00y"])
 def test_analyze_refuses_a_hostile_combination_id(box, capsys, cid):
     path = _results(box, cid)
@@ -192,8 +184,6 @@ def test_report_on_a_corrupt_results_file(box, capsys, payload):
     one_error(capsys, main(["report", str(path)]), str(path))
 
 
-@pytest.mark.xfail(reason=WIRING + " (runs.load.read_results through host.results.load_results)",
-                   strict=False)
 @pytest.mark.parametrize("case, payload, needle", MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_analyze_on_a_malformed_results_file(box, capsys, case, payload, needle):
     path = box / "res" / "BPR-tiny.json"
@@ -203,7 +193,7 @@ def test_analyze_on_a_malformed_results_file(box, capsys, case, payload, needle)
     assert files_under(box / "res") == ["BPR-tiny.json"]
 
 
-# ------------------------------------------------------------ the lead's wiring (xfail for now)
+# ------------------------------------------------------------ run, analyze, compare, study
 def _compare_report_only(box, capsys, payload, *needles):
     path = box / "res" / "base" / "seed999" / "BRMRS-tiny.json"
     path.parent.mkdir(parents=True)
@@ -217,14 +207,11 @@ def test_compare_report_only_on_a_truncated_results_file(box, capsys):
     _compare_report_only(box, capsys, b"{\n \"combinations\": [")
 
 
-@pytest.mark.xfail(reason=WIRING + " (compare reads results through host.results.load_results)",
-                   strict=False)
 @pytest.mark.parametrize("case, payload, needle", MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_compare_report_only_on_a_malformed_results_file(box, capsys, case, payload, needle):
     _compare_report_only(box, capsys, payload, needle)
 
 
-@pytest.mark.xfail(reason=WIRING, strict=False)
 @pytest.mark.parametrize("name", ["x/../../escape", "sub/evil", "..", "a\x00b", "\u0663"])
 def test_run_dataset_name_is_a_plain_name(box, capsys, name):
     write_dataset(str(box.parent / "escape"))  # what x/../../escape would reach from data/
@@ -239,14 +226,12 @@ def test_run_model_name_is_a_plain_name(box, capsys):
     assert not (box / "res").exists()
 
 
-@pytest.mark.xfail(reason=WIRING, strict=False, run=False)  # unwired: blocks on open()
 def test_run_config_fifo(box, capsys):
     os.mkfifo(box / "c.yaml")
     one_error(capsys, main(run_argv("BPR", "tiny", "--config", "c.yaml")), "c.yaml",
               "not a regular file")
 
 
-@pytest.mark.xfail(reason=WIRING, strict=False)
 def test_run_config_nested_aliases(box, capsys):
     # 9^6 = 531441 values from a few hundred bytes: over MAX_YAML_NODES, cheap if unwired
     lines = ["a0: &a0 [" + ",".join(["1"] * 9) + "]"]
@@ -257,7 +242,6 @@ def test_run_config_nested_aliases(box, capsys):
     assert len(line) < 500
 
 
-@pytest.mark.xfail(reason=WIRING, strict=False)
 def test_run_config_too_large(box, capsys):
     (box / "c.yaml").write_bytes(b"epochs: 1\n" + b"#" * limits.MAX_CONFIG_BYTES)
     one_error(capsys, main(run_argv("BPR", "tiny", "--config", "c.yaml")), "c.yaml",
@@ -272,7 +256,6 @@ def test_run_grid_beyond_the_limit(box, capsys):
     assert not (box / "res").exists() or files_under(box / "res") == []
 
 
-@pytest.mark.xfail(reason=WIRING, strict=False, run=False)  # unwired: allocates gigabytes
 def test_run_embedding_size_beyond_memory(box, capsys, monkeypatch):
     monkeypatch.setattr(limits, "available_memory", lambda: 2**30)
     one_error(capsys, main(run_argv("BPR", "tiny", "--embedding_size", "10000000")),
@@ -297,6 +280,5 @@ def test_bench_threads_are_checked_like_run(box, capsys, threads):
               "--threads")
 
 
-@pytest.mark.xfail(reason=WIRING, strict=False)
 def test_study_set_refuses_an_unknown_key(box, capsys):
     one_error(capsys, main(["study", "fig1", "--set", "foo=1", "--print-config"]), "foo")
