@@ -9,7 +9,7 @@ Subcommands::
                    --popularity X] [--force]
     data import SRC --name NAME --out DATA_DIR [--format diffmm|lattice|inter]
                   [--text FILE --visual FILE] [--seed N] [--force]
-    data resplit DATASET_DIR --out DATA_DIR --name NAME [--loo] [--seed N] [--force]
+    data resplit DATASET_DIR --out DATA_DIR --name NAME [--loo | --cold-items FRACTION] [--seed N] [--force]
     data validate DATASET_DIR          (exit 1 when the dataset has an error)
     data stats DATASET_DIR [--json]
 
@@ -116,6 +116,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--name", required=True, help="new dataset name")
     r.add_argument("--loo", action="store_true", help="leave-one-out: one valid and one test "
                    "item per user with >= 3 interactions")
+    r.add_argument("--cold-items", dest="cold_items", type=float, default=None, metavar="FRACTION",
+                   help="a cold-item split instead: this share of the items (in (0, 0.9]) loses "
+                        "all training interactions, which go to valid and test (half each, per "
+                        "user); the other interactions keep their labels")
     r.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     r.add_argument("--force", action="store_true", help="replace an existing dataset folder")
     r.set_defaults(data_func=_run_resplit)
@@ -180,6 +184,20 @@ def _run_resplit(args: argparse.Namespace) -> int:
     from mmrec_plugin.data import checks
     from mmrec_plugin.data.split import resplit_dataset
 
+    if args.cold_items is not None:
+        from mmrec_plugin.data.cold import cold_resplit_dataset
+
+        if args.loo:
+            from mmrec_plugin.errors import UserError
+
+            raise UserError("--cold-items and --loo are two kinds of split; give one")
+        path = cold_resplit_dataset(args.dataset, args.out, args.name, args.cold_items,
+                                    seed=args.seed, overwrite=args.force)
+        s = checks.stats(path)
+        n_cold = sum(1 for _ in open(path / f"{args.name}.cold")) - 1
+        print(f"wrote {path} (cold items {n_cold} of {s['items']}, seed {args.seed}): train "
+              f"{s['splits']['train']}, valid {s['splits']['valid']}, test {s['splits']['test']}")
+        return 0
     path = resplit_dataset(args.dataset, args.out, args.name, loo=args.loo, seed=args.seed,
                            overwrite=args.force)
     s = checks.stats(path)

@@ -89,9 +89,8 @@ def cold_resplit_dataset(src: Union[str, os.PathLike], out_dir: Union[str, os.Pa
     from mmrec_plugin.data import files
 
     fraction = check_fraction(fraction)
-    files.check_name(name)
-    src = Path(src)
-    target = Path(out_dir) / name
+    target = files.target_folder(out_dir, name)
+    src = files.check_folder(src)
     if target.resolve() == src.resolve():
         raise DataError(f"{target}: resplit writes a new dataset folder; choose another --name")
     inter = files.read_dataset(src)

@@ -107,3 +107,27 @@ def test_content_cosine_against_a_dense_reference(tmp_path, h):
         profile = content[dense[u] > 0].mean(axis=0)
         want = content @ profile / np.linalg.norm(profile)
         np.testing.assert_allclose(got[u], want, rtol=1e-5, atol=1e-6)
+
+
+def test_data_resplit_cold_items_command(tmp_path, capsys):
+    from mmrec_plugin.cli import main
+    from mmrec_plugin.data.synthetic import generate
+    from mmrec_plugin.host.cold import read_cold_items
+
+    generate(str(tmp_path / "data"), "src", n_users=60, n_items=40, n_interactions=600, k=4,
+             image_dim=6, text_dim=4, seed=1)
+    argv = ["data", "resplit", str(tmp_path / "data" / "src"), "--out", str(tmp_path / "data"),
+            "--name", "srccold", "--seed", "2"]
+    assert main(argv + ["--cold-items", "0.25"]) == 0
+    assert "cold items" in capsys.readouterr().out
+    cfg = {"data_path": str(tmp_path / "data") + "/", "dataset": "srccold"}
+    cold = read_cold_items(cfg, 40)
+    folder = tmp_path / "data" / "srccold"
+    rows = [ln.split("\t") for ln in (folder / "srccold.inter").read_text().splitlines()[1:]]
+    train_items = {int(r[1]) for r in rows if r[2].strip() == "0"}
+    assert 0 < len(cold) <= 10 and not set(cold.tolist()) & train_items
+    assert (folder / "image_feat.npy").is_file() and (folder / "text_feat.npy").is_file()
+    for extra, needle in ((["--cold-items", "0"], "(0, 0.9]"), (["--cold-items", "0.91"], "(0, 0.9]"),
+                          (["--cold-items", "0.2", "--loo"], "two kinds of split")):
+        assert main(argv[:-3] + ["--name", "other", "--seed", "2"] + extra) == 2
+        assert needle in capsys.readouterr().err
