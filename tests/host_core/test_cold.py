@@ -129,5 +129,5 @@ def test_data_resplit_cold_items_command(tmp_path, capsys):
     assert (folder / "image_feat.npy").is_file() and (folder / "text_feat.npy").is_file()
     for extra, needle in ((["--cold-items", "0"], "(0, 0.9]"), (["--cold-items", "0.91"], "(0, 0.9]"),
                           (["--cold-items", "0.2", "--loo"], "two kinds of split")):
-        assert main(argv[:-3] + ["--name", "other", "--seed", "2"] + extra) == 2
+        assert main(argv[:-4] + ["--name", "other", "--seed", "2"] + extra) == 2
         assert needle in capsys.readouterr().err
