@@ -141,11 +141,16 @@ def make_executor(args: argparse.Namespace, config, n_combinations: int, threads
             flag = "--" + next(iter(ray_flags)).replace("_", "-")
             raise UserError(f"{flag} sets Ray resources per combination: use it with "
                             f"--ray-address ADDRESS (or local)")
+        options = dict(threads=threads, workers=args.workers, address=args.ray_address,
+                       cpus_per_trial=ray_flags.get("cpus_per_trial"),
+                       gpus_per_trial=ray_flags.get("gpus_per_trial"))
+        if args.scheduler:
+            from mmrec_plugin.runs.tune import RayTune
+
+            return RayTune(config, scheduler=args.scheduler, **options)
         from mmrec_plugin.runs.ray import Ray
 
-        return Ray(config, threads=threads, workers=args.workers, address=args.ray_address,
-                   cpus_per_trial=ray_flags.get("cpus_per_trial"),
-                   gpus_per_trial=ray_flags.get("gpus_per_trial"), scheduler=args.scheduler)
+        return Ray(config, **options)
     from mmrec_plugin.runs.executors import default_executor
 
     return default_executor(config, n_combinations, workers=args.workers, threads=threads)

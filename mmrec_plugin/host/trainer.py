@@ -232,13 +232,13 @@ class Trainer:
         valid_data=None,
         test_data=None,
         verbose: bool = True,
-        on_eval: Optional[Callable[[int, float], bool]] = None,
+        on_eval: Optional[Callable[[int, float, "Trainer"], bool]] = None,
         on_epoch: Optional[Callable[["Trainer"], None]] = None,
     ) -> Tuple[float, Dict[str, float], Dict[str, float]]:
         """Train; return ``(best_valid_score, best_valid_result, best_test_upon_valid)``.
 
-        ``on_eval(epoch, valid_score)``, called after every evaluation, may return False to
-        stop training there (an early-termination scheduler pruning this run): then
+        ``on_eval(epoch, valid_score, trainer)``, called after every evaluation (its epoch
+        already in ``trainer.history``), may return False to stop training there (an early-termination scheduler pruning this run): then
         ``self.pruned`` is True and the best results so far are returned. ``on_epoch(trainer)``
         is called at the end of every epoch that training goes on after (to checkpoint it).
         After :meth:`load_state_dict`, training continues at the saved epoch.
@@ -283,10 +283,11 @@ class Trainer:
                 )
                 if test_result and self.valid_metric in test_result:
                     msg += f", test {self.valid_metric} {test_result[self.valid_metric]:.4f}"
-                if on_eval is not None and not stop and not on_eval(epoch, score):
-                    self.pruned = stop = True
-                    msg += "; pruned by the scheduler"
             self.history.append(record)
+            if record["valid"] is not None and on_eval is not None and not stop \
+                    and not on_eval(epoch, record["valid"][self.valid_metric], self):
+                self.pruned = stop = True
+                msg += "; pruned by the scheduler"
             log(msg)
             if stop:
                 log(

@@ -268,7 +268,7 @@ def model_payload(run: Run, provenance_: Dict[str, Any]) -> Dict[str, Any]:
 
 def train_one(config, params: Mapping[str, Any], key: str, index: int = 0, n: int = 1,
               data: Optional[Data] = None, keep_state: bool = True,
-              on_eval: Optional[Callable[[int, float], bool]] = None,
+              on_eval: Optional[Callable[[int, float, Any], bool]] = None,
               analyze: Optional[Callable] = None, checkpoint: Optional[str] = None,
               keep_run: bool = False, model_cls: Optional[type] = None) -> Result:
     """Train one combination of ``config``'s grid and return its :class:`Result`.

@@ -301,7 +301,11 @@ def default_executor(config, n_combinations: int, workers: Optional[int] = None,
 
 
 def run_grids(grids: Sequence, executor) -> None:
-    """Train every combination left in ``grids`` with ``executor`` (module docstring)."""
+    """Train every combination left in ``grids`` with ``executor`` (module docstring); an
+    executor that trains whole batches (Ray Tune) claims and commits through ``run_batch``."""
+    if getattr(executor, "batch", False):
+        executor.run_batch(grids)
+        return
     executor.start()
     inflight: Dict[Any, tuple] = {}
     tries: Dict[tuple, int] = {}

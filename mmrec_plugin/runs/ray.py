@@ -20,11 +20,8 @@ Failures:
   flight go stale with the driver's process, and the rerun trains exactly those;
 - Ctrl-C: tasks in flight are cancelled, their claims released, Ray shut down.
 
-``--scheduler asha``: after every evaluation a worker reports its validation score to a
-small Ray actor that holds Ray Tune's :class:`~ray.tune.schedulers.ASHAScheduler`
-(asynchronous successive halving, time unit = epochs) and stops when it says so. A
-stopped combination is committed with ``status: 'pruned'`` (results so far, no model
-file) and is never selected; a later run without ``--scheduler`` trains it in full.
+``--scheduler asha``: :class:`mmrec_plugin.runs.tune.RayTune`, the grid through Ray Tune's
+``Tuner`` with its ``ASHAScheduler``.
 """
 from __future__ import annotations
 
@@ -62,58 +59,25 @@ def require_ray(scheduler: Optional[str] = None) -> None:
                         f"not installed here ({exc}); install the extra: {EXTRA}") from None
 
 
-def _train_task(task, threads, device, pruner, data):
-    """One combination in a Ray worker: ``(record, model payload)``; ``data``: the driver's
-    dataset splits (from Ray's object store)."""
+def _on_device(task, threads, device):
+    """``task`` with its config's device set to ``device`` here, torch at ``threads``."""
     import torch
 
     from mmrec_plugin.utils import set_threads
-
-    from .executors import train_task
 
     set_threads(int(threads))
     task = dict(task)
     task["config"] = task["config"].copy()
     task["config"]["device"] = torch.device(device)
-    on_eval = None
-    if pruner is not None:
-        import ray
-
-        index = task["index"]
-
-        def on_eval(epoch, score):
-            return ray.get(pruner.report.remote(index, epoch + 1, float(score)))
-
-    return train_task(task, on_eval=on_eval, data=data)
+    return task
 
 
-class _Pruner:
-    """Ray Tune's ASHA scheduler behind a Ray actor: ``report(index, epochs, score)`` ->
-    whether that combination may go on. Tune's scheduler interface identifies a run by
-    ``trial.trial_id`` only."""
+def _train_task(task, threads, device, data):
+    """One combination in a Ray worker: ``(record, model payload)``; ``data``: the driver's
+    dataset splits (from Ray's object store)."""
+    from .executors import train_task
 
-    def __init__(self, max_t: int, grace_period: int, reduction_factor: float):
-        from ray.tune.schedulers import ASHAScheduler
-
-        self.scheduler = ASHAScheduler(time_attr="epochs", metric="valid", mode="max",
-                                       max_t=max_t, grace_period=grace_period,
-                                       reduction_factor=reduction_factor)
-        self.max_t = max_t
-        self.trials: Dict[int, Any] = {}
-
-    def report(self, index: int, epochs: int, score: float) -> bool:
-        from types import SimpleNamespace
-
-        from ray.tune.schedulers import TrialScheduler
-
-        if epochs >= self.max_t:
-            return True  # the last epoch: the combination ends anyway, it is not pruned
-        trial = self.trials.get(index)
-        if trial is None:
-            trial = self.trials[index] = SimpleNamespace(trial_id=str(index))
-            self.scheduler.on_trial_add(None, trial)
-        action = self.scheduler.on_trial_result(None, trial, {"epochs": epochs, "valid": score})
-        return action != TrialScheduler.STOP
+    return train_task(_on_device(task, threads, device), data=data)
 
 
 def _pickle_model_by_value(model_cls) -> None:
@@ -176,7 +140,6 @@ class Ray:
         cpus_per_trial, gpus_per_trial: Ray resources per combination (GPUs: default 1 when
             the config uses a GPU here, else 0; fractions share a device). A trial with a GPU
             trains on ``cuda`` (Ray sets its ``CUDA_VISIBLE_DEVICES``), else on the CPU.
-        scheduler: None or ``'asha'`` (early termination on the validation metric).
         max_retries: reruns of a combination whose worker process died.
         grace_period, reduction_factor: ASHA's (in epochs).
     """
@@ -185,10 +148,8 @@ class Ray:
 
     def __init__(self, config, threads: Optional[int] = None, workers: Optional[int] = None,
                  address: Optional[str] = None, cpus_per_trial: Optional[float] = None,
-                 gpus_per_trial: Optional[float] = None, scheduler: Optional[str] = None,
-                 max_retries: int = DEFAULT_MAX_RETRIES, grace_period: int = 5,
-                 reduction_factor: float = 2.0):
-        require_ray(scheduler)
+                 gpus_per_trial: Optional[float] = None, max_retries: int = DEFAULT_MAX_RETRIES):
+        require_ray()
         self.config = config
         self.threads = int(threads or 1)
         self.cpus_per_trial = float(1.0 if cpus_per_trial is None else cpus_per_trial)
@@ -203,17 +164,14 @@ class Ray:
         self.address = None if address in (None, "local") else address
         self.requested = workers
         self.workers = workers or 1
-        self.scheduler = scheduler
-        self.pruning = scheduler is not None
         self.ray_retries = int(max_retries)
         self.max_retries = 0  # Ray retries a dead worker itself; after that the grid gives up
-        self.grace_period, self.reduction_factor = grace_period, reduction_factor
         self.started = False
 
     def describe(self) -> str:
         where = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
         return (f"Ray ({where}), {self.cpus_per_trial:g} CPU(s) and {self.gpus_per_trial:g} "
-                f"GPU(s) per combination" + (f", scheduler {self.scheduler}" if self.scheduler else ""))
+                f"GPU(s) per combination")
 
     def start(self) -> None:
         import ray
@@ -231,23 +189,22 @@ class Ray:
         _pickle_model_by_value(get_model(self.config["model"]))
         self.task = ray.remote(num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial,
                                max_retries=self.ray_retries, retry_exceptions=False)(_train_task)
-        self.pruner = None
-        if self.scheduler == "asha":
-            max_t = int(self.config["epochs"])
-            self.pruner = ray.remote(num_cpus=0)(_Pruner).remote(
-                max_t, max(1, min(int(self.grace_period), max_t)), float(self.reduction_factor))
         self.device = "cuda" if self.gpus_per_trial > 0 else "cpu"
         self.data_refs = {}
 
-    def submit(self, task):
+    def data_ref(self, config):
+        """The dataset splits of ``config`` in Ray's object store (put once)."""
         import ray
 
         from .build import load_data
 
-        key = id(task["config"])
-        if key not in self.data_refs:  # the splits travel once per grid
-            self.data_refs[key] = ray.put(load_data(task["config"]))
-        return self.task.remote(task, self.threads, self.device, self.pruner, self.data_refs[key])
+        key = id(config)
+        if key not in self.data_refs:
+            self.data_refs[key] = ray.put(load_data(config))
+        return self.data_refs[key]
+
+    def submit(self, task):
+        return self.task.remote(task, self.threads, self.device, self.data_ref(task["config"]))
 
     def wait(self, handles, timeout: float):
         import ray

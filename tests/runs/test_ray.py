@@ -30,11 +30,13 @@ needs_ray = pytest.mark.skipif(ray is None, reason="Ray (the distributed extra) 
 
 
 def ray_grid(model, dataset, config_dict, results_dir, analyze=None, **ray_options):
-    """The grid of ``model`` on ``dataset`` through the Ray executor."""
+    """The grid of ``model`` on ``dataset`` through the Ray executor (Ray Tune with a scheduler)."""
     from mmrec_plugin.runs.ray import Ray
+    from mmrec_plugin.runs.tune import RayTune
 
     config = Config(model, dataset, config_dict=dict(config_dict, results_dir=results_dir))
-    return grid(config, executor=Ray(config, threads=1, **ray_options), analyze=analyze)
+    cls = RayTune if "scheduler" in ray_options else Ray
+    return grid(config, executor=cls(config, threads=1, **ray_options), analyze=analyze)
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
