@@ -6,8 +6,9 @@ leave training: each user's interactions with cold items are shuffled and split 
 valid, half to test (an odd one goes to test). The other interactions keep their labels, so
 the warm part of the split is the source's. A user left without a training interaction by
 the draw would be a cold user too, so the items of such users are put back among the warm
-items until every user who had training interactions still has one (the share can end a
-little below ``fraction``; the count is logged and returned).
+items (and kept warm), and other items are drawn in their place, until every user who had
+training interactions still has one (the share ends below ``fraction`` only when no item
+can be drawn; the count is logged and returned).
 
 ``cold_resplit_dataset`` writes the result as a new dataset folder with a ``<name>.cold``
 file (a header ``itemID``, then one cold item per line), which every run on it reads to
@@ -56,16 +57,21 @@ def cold_split(users: np.ndarray, items: np.ndarray, labels: np.ndarray, fractio
     if n_cold < 1:
         raise UserError(f"--cold-items {fraction}: {len(present)} items give no cold item")
     is_cold = np.zeros(int(items.max()) + 1, dtype=bool)
-    is_cold[rng.choice(present, size=n_cold, replace=False)] = True
+    protected = np.zeros_like(is_cold)  # items put back so that a user keeps a training item
     train = labels == 0
     had_train = np.unique(users[train])
-    while True:  # keep every user who trained with a training interaction
+    while True:
+        need = n_cold - int(is_cold.sum())
+        candidates = present[~is_cold[present] & ~protected[present]]
+        if need > 0 and candidates.size:
+            is_cold[rng.choice(candidates, size=min(need, candidates.size), replace=False)] = True
         left = np.unique(users[train & ~is_cold[items]])
         lost = np.setdiff1d(had_train, left)
-        if lost.size == 0:
+        if lost.size == 0 and (need <= 0 or candidates.size == 0):
             break
         back = np.unique(items[train & np.isin(users, lost)])
         is_cold[back] = False
+        protected[back] = True
     moved = is_cold[items]
     idx = np.nonzero(moved)[0]
     # per user: a random order of their cold interactions, the first half to valid
