@@ -70,3 +70,4 @@ def test_check_value_rejects_nan_and_inf(kind, value):
     with pytest.raises(ConfigError, match="'w'"):
         config_number({"w": value}, "w", 1.0, kind=kind)
     assert check_value("w", 2, kind, ge=0) == 2 and isinstance(check_value("w", 2, kind), kind)
+

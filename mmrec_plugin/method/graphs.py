@@ -24,12 +24,12 @@ For users the modality vector is the mean of the features of their training item
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
-from mmrec_plugin.sparse import binarize, sym_normalize
+from mmrec_plugin.sparse import binarize, sym_normalize, topk_per_row, unit_rows
 
 __all__ = ["user_profiles", "knn_homogeneous"]
 
@@ -43,13 +43,6 @@ def user_profiles(inter, feats: np.ndarray) -> np.ndarray:
     inv[deg > 0] = 1.0 / deg[deg > 0]
     r = sp.diags(inv) @ r
     return np.asarray(r @ np.asarray(feats, dtype=np.float32), dtype=np.float32)
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    norm[norm == 0] = 1.0
-    return x / norm
 
 
 def knn_homogeneous(
@@ -93,20 +86,15 @@ def knn_homogeneous(
         return sp.csr_matrix((n, n), dtype=np.float32)
 
     alpha = float(co_weight)
-    units = [_unit_rows(f) for f in feats]
+    units = [unit_rows(f) for f in feats]
     betas = [(1.0 - alpha) * float(w) for w in modality_weights]
     deg = np.asarray(b.sum(axis=1), dtype=np.float32).ravel()
     inv_sqrt = np.zeros(n, dtype=np.float32)
     inv_sqrt[deg > 0] = deg[deg > 0] ** -0.5
     bt = sp.csr_matrix(b.T)
 
-    rows_out: List[np.ndarray] = []
-    cols_out: List[np.ndarray] = []
-    vals_out: List[np.ndarray] = []
-    for start in range(0, n, block_size):
-        stop = min(start + block_size, n)
-        m = stop - start
-        e = np.zeros((m, n), dtype=np.float32)
+    def block_scores(start: int, stop: int) -> np.ndarray:
+        e = np.zeros((stop - start, n), dtype=np.float32)
         for u, beta in zip(units, betas):
             if beta != 0.0:
                 e += beta * (u[start:stop] @ u.T)
@@ -115,17 +103,9 @@ def knn_homogeneous(
             e[co.row, co.col] += (
                 alpha * co.data.astype(np.float32) * inv_sqrt[start + co.row] * inv_sqrt[co.col]
             )
-        local = np.arange(m)
-        e[local, start + local] = -np.inf  # exclude self
-        top = np.argpartition(-e, kk - 1, axis=1)[:, :kk]
-        val = np.take_along_axis(e, top, axis=1)
-        keep = val > 0
-        rows_out.append(np.repeat(np.arange(start, stop), kk)[keep.ravel()])
-        cols_out.append(top[keep])
-        vals_out.append(val[keep])
-    knn = sp.csr_matrix(
-        (np.concatenate(vals_out), (np.concatenate(rows_out), np.concatenate(cols_out))),
-        shape=(n, n),
-        dtype=np.float32,
-    )
+        return e
+
+    rows, cols, vals = topk_per_row(n, kk, block_scores, block_size, exclude_self=True)
+    keep = vals > 0
+    knn = sp.csr_matrix((vals[keep], (rows[keep], cols[keep])), shape=(n, n), dtype=np.float32)
     return sym_normalize(knn.maximum(knn.T))

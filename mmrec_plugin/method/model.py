@@ -19,9 +19,10 @@ Loss (:meth:`BRMRSNet.loss_terms`): the named weighted terms of
 study switches, 0 by default) and ``reg`` (``reg_weight * ||batch layer-0 rows||^2 / B``,
 folded into the propagation's backward).
 
-Eval cache, the one rule: :meth:`BRMRSNet.representations` keeps its result while the
-module is in eval mode and the parameters' versions are unchanged; ``train()`` and every
-:meth:`loss_terms` call drop it (a fused optimiser step does not bump versions).
+Eval cache (:class:`mmrec_plugin.eval_cache.EvalCache`, the host models' too):
+:meth:`BRMRSNet.representations` keeps its result while the module is in eval mode and the
+parameters' versions are unchanged; ``train()`` and every :meth:`loss_terms` call drop it (a
+fused optimiser step does not bump versions).
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmrec_plugin.sparse import bipartite_csr, binarize, lightgcn_l2, to_torch_csr
+from mmrec_plugin.eval_cache import EvalCache
+from mmrec_plugin.sparse import bipartite_csr, binarize, degree_weights, lightgcn_l2, prune_edges, to_torch_csr
 
 from .cache import cached_knn_graph
 from .config import BRMRSConfig
@@ -95,7 +97,7 @@ class ModalityChannel(nn.Module):
         return self.user_emb.weight, h
 
 
-class BRMRSNet(nn.Module):
+class BRMRSNet(EvalCache, nn.Module):
     """BR-MRS over the training matrix and M >= 2 modality feature arrays.
 
     Args:
@@ -140,7 +142,7 @@ class BRMRSNet(nn.Module):
         self.objective = BRObjective(inter, cfg)
         self._inter = inter
         self.adj_ui_train: Optional[Tensor] = None  # this epoch's pruned G_ui (edge_dropout > 0)
-        self._eval_cache = None
+        self.drop_eval_cache()
         self.to(device)
         self.reset_parameters()
 
@@ -194,7 +196,7 @@ class BRMRSNet(nn.Module):
             nn.init.xavier_uniform_(c.proj.weight)
             nn.init.zeros_(c.proj.bias)
         self.fusion.reset_parameters()
-        self._eval_cache = None
+        self.drop_eval_cache()
 
     # -- epochs -----------------------------------------------------------------------------
     def start_epoch(self) -> None:
@@ -237,14 +239,10 @@ class BRMRSNet(nn.Module):
         return dict(zip(self.channels, zip(p.split(self.dim, -1), q.split(self.dim, -1))))
 
     # -- training ---------------------------------------------------------------------------
-    def train(self, mode: bool = True):
-        self._eval_cache = None
-        return super().train(mode)
-
     def loss_terms(self, users: Tensor, pos: Tensor, neg: Tensor) -> Dict[str, Tensor]:
         """The weighted loss terms of a batch, by name (module docstring); their sum is the loss."""
         cfg = self.cfg
-        self._eval_cache = None
+        self.drop_eval_cache()
         x0 = self.layer0()
         # the batch's layer-0 L2 penalty computed inside the propagation node, so that its
         # gradient is added in place (a separate lookup of x0 rows costs autograd one more
@@ -284,15 +282,12 @@ class BRMRSNet(nn.Module):
     def representations(self) -> Dict[str, tuple]:
         """Modality name -> ``(p, q)`` of all users and items, plus ``'f'`` (fused); cached
         by the rule in the module docstring."""
-        versions = tuple(getattr(prm, "_version", 0) for prm in self.parameters())
-        if not self.training and self._eval_cache is not None and self._eval_cache[0] == versions:
-            return self._eval_cache[1]
-        with torch.no_grad():
+        def compute():
             reps = self.branches(*self.forward())
             reps["f"] = (self.fusion(*(p for p, _ in reps.values())), self.fusion(*(q for _, q in reps.values())))
-        if not self.training:
-            self._eval_cache = (versions, reps)
-        return reps
+            return reps
+
+        return self.eval_cached(compute)
 
     def full_sort_predict(self, users: Tensor) -> Tensor:
         """Fused scores ``[B, n_items]`` (a fresh tensor)."""
@@ -306,18 +301,12 @@ class BRMRSNet(nn.Module):
 
 
 def prune_interactions(inter, dropout: float, generator: Optional[torch.Generator] = None):
-    """Degree-sensitive edge pruning (FREEDOM, Zhou & Shen 2023): ``floor((1 - dropout) |E|)``
-    of the training interactions ``inter`` (binarised scipy CSR), drawn without replacement
-    with probability proportional to ``1 / sqrt(d_u d_i)`` (training degrees), so edges
-    between high-degree nodes go first. Returns the kept interactions as a scipy CSR of the
-    same shape (torch's generator: reproducible under the run's seed)."""
-    coo = inter.tocoo()
-    d_u = np.asarray(inter.sum(axis=1), dtype=np.float64).ravel()
-    d_i = np.asarray(inter.sum(axis=0), dtype=np.float64).ravel()
-    w = torch.from_numpy(1.0 / np.sqrt(d_u[coo.row] * d_i[coo.col]))
-    n_keep = int(coo.nnz * (1.0 - dropout))
-    keep = torch.multinomial(w, n_keep, replacement=False, generator=generator).numpy()
-    return sp.csr_matrix((np.ones(n_keep, dtype=np.float32), (coo.row[keep], coo.col[keep])), shape=inter.shape)
+    """Degree-sensitive edge pruning (:func:`mmrec_plugin.sparse.prune_edges`, FREEDOM's) of the
+    training interactions ``inter`` (binarised scipy CSR): the kept interactions as a scipy CSR
+    of the same shape (torch's generator: reproducible under the run's seed)."""
+    rows, cols, w = degree_weights(inter, np.float64)
+    keep = prune_edges(torch.from_numpy(w), dropout, generator).numpy()
+    return sp.csr_matrix((np.ones(keep.size, dtype=np.float32), (rows[keep], cols[keep])), shape=inter.shape)
 
 
 def upgrade_v01_state_dict(state: dict, src: str = "", dst: str = "") -> dict:

@@ -61,11 +61,12 @@ import torch.nn as nn
 from mmrec_plugin.errors import ConfigError
 from mmrec_plugin.host.abstract_recommender import GeneralRecommender
 from mmrec_plugin.host.models.bpr import bpr_loss
-from mmrec_plugin.host.models.eval_cache import EvalCache
-from mmrec_plugin.sparse import binarize, lightgcn, sparse_mm, to_torch_csr
+from mmrec_plugin.eval_cache import EvalCache
+from mmrec_plugin.sparse import (binarize, degree_weights, lightgcn, prune_edges, sparse_mm, to_torch_csr,
+                                 topk_per_row, unit_rows)
 from mmrec_plugin.utils import config_number
 
-__all__ = ["FREEDOM", "knn_item_graph", "prune_edges", "normalized_edge_graph"]
+__all__ = ["FREEDOM", "knn_item_graph", "normalized_edge_graph"]
 
 
 def knn_item_graph(feats: np.ndarray, k: int, block_size: int = 1024) -> sp.csr_matrix:
@@ -80,30 +81,12 @@ def knn_item_graph(feats: np.ndarray, k: int, block_size: int = 1024) -> sp.csr_
     Returns:
         ``(n, n)`` float32 CSR (not symmetric in general).
     """
-    x = np.asarray(feats, dtype=np.float32)
+    x = unit_rows(feats)
     n = x.shape[0]
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    norm[norm == 0] = 1.0
-    x = x / norm
     kk = min(int(k), n)
-    cols: List[np.ndarray] = []
-    for start in range(0, n, block_size):
-        sim = x[start:start + block_size] @ x.T
-        cols.append(np.argpartition(-sim, kk - 1, axis=1)[:, :kk])
-    col = np.concatenate(cols).ravel()
-    row = np.repeat(np.arange(n), kk)
+    row, col, _ = topk_per_row(n, kk, lambda start, stop: x[start:stop] @ x.T, block_size)
     # every row holds kk ones: D = kk I, so D^-1/2 K D^-1/2 = K / kk
     return sp.csr_matrix((np.full(row.size, 1.0 / kk, dtype=np.float32), (row, col)), shape=(n, n))
-
-
-def prune_edges(weights: torch.Tensor, dropout: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Indices of the interactions kept by degree-sensitive pruning: ``floor((1 - dropout) E)``
-    drawn without replacement with probability proportional to ``weights``
-    (``1 / sqrt(d_u d_i)``). Returns a LongTensor (all indices when ``dropout`` is 0)."""
-    n_keep = int(weights.numel() * (1.0 - dropout))
-    if n_keep >= weights.numel():
-        return torch.arange(weights.numel(), device=weights.device)
-    return torch.multinomial(weights, n_keep, replacement=False, generator=generator)
 
 
 def normalized_edge_graph(users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> torch.Tensor:
@@ -168,15 +151,12 @@ class FREEDOM(EvalCache, GeneralRecommender):
             mm_adj = graphs[0][0] * graphs[0][1] + graphs[1][0] * graphs[1][1]
         self.register_buffer("mm_adj", to_torch_csr(mm_adj), persistent=False)
 
-        r = binarize(dataloader.inter_matrix(form="coo")).tocoo()
-        users = torch.from_numpy(r.row.astype(np.int64))
-        items = torch.from_numpy(r.col.astype(np.int64))
-        d_u = np.asarray(r.sum(axis=1)).ravel()[r.row]
-        d_i = np.asarray(r.sum(axis=0)).ravel()[r.col]
+        rows, cols, weights = degree_weights(binarize(dataloader.inter_matrix(form="coo")), np.float32)
+        users = torch.from_numpy(rows.astype(np.int64))
+        items = torch.from_numpy(cols.astype(np.int64))
         self.register_buffer("edge_users", users, persistent=False)
         self.register_buffer("edge_items", items, persistent=False)
-        self.register_buffer("edge_weights", torch.from_numpy((1.0 / np.sqrt(d_u * d_i)).astype(np.float32)),
-                             persistent=False)
+        self.register_buffer("edge_weights", torch.from_numpy(weights.astype(np.float32)), persistent=False)
         self.register_buffer("norm_adj", normalized_edge_graph(users, items, self.n_users, self.n_items),
                              persistent=False)
         self.to(self.device)

@@ -26,14 +26,14 @@ import torch.nn as nn
 
 from mmrec_plugin.host.abstract_recommender import GeneralRecommender
 from mmrec_plugin.host.models.bpr import bpr_loss, embedding_norm_reg
-from mmrec_plugin.host.models.eval_cache import EvalCache
+from mmrec_plugin.eval_cache import EvalCache
 from mmrec_plugin.sparse import bipartite_csr, lightgcn, to_torch_csr
 from mmrec_plugin.utils import config_number
 
 
 class LightGCN(EvalCache, GeneralRecommender):
     """LightGCN over the training graph; see the module docstring. Evaluation propagates once
-    per evaluation (:class:`~mmrec_plugin.host.models.eval_cache.EvalCache`)."""
+    per evaluation (:class:`~mmrec_plugin.eval_cache.EvalCache`)."""
 
     def __init__(self, config, dataloader):
         super().__init__(config, dataloader)

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from mmrec_plugin.errors import ConfigError
 from mmrec_plugin.host.abstract_recommender import GeneralRecommender
 from mmrec_plugin.host.models.bpr import bpr_loss, embedding_norm_reg
-from mmrec_plugin.host.models.eval_cache import EvalCache
+from mmrec_plugin.eval_cache import EvalCache
 from mmrec_plugin.sparse import binarize, sparse_mm, to_torch_csr
 from mmrec_plugin.utils import config_number
 
