@@ -28,6 +28,9 @@ Neighbour search and edge pruning (the one implementation FREEDOM's and BR-MRS's
 
 - :func:`unit_rows`, :func:`topk_per_row`: the ``k`` largest entries of each row of a score
   matrix computed in row blocks (never a dense ``n x n`` array);
+- :func:`empty_columns`, :func:`zero_rows`: the items without a training interaction and an id
+  table with their rows zeroed, so that such items (cold-start items) are scored from content
+  and not from id vectors that training never fitted;
 - :func:`degree_weights`, :func:`prune_edges`: degree-sensitive edge pruning (FREEDOM, Zhou &
   Shen 2023): ``floor((1 - dropout) |E|)`` edges drawn without replacement with probability
   proportional to ``1 / sqrt(d_u d_i)``.
@@ -45,7 +48,7 @@ from torch import Tensor
 
 __all__ = ["binarize", "sym_normalize", "bipartite_csr", "to_torch_csr", "has_csr_sum_kernel",
            "sparse_mm", "lightgcn", "lightgcn_l2", "csr_rows", "transpose_csr", "pair_scores",
-           "unit_rows", "topk_per_row", "degree_weights", "prune_edges"]
+           "unit_rows", "topk_per_row", "degree_weights", "prune_edges", "empty_columns", "zero_rows"]
 
 
 # -- graphs (scipy) ------------------------------------------------------------------------
@@ -375,3 +378,18 @@ def prune_edges(weights: Tensor, dropout: float, generator: Optional[torch.Gener
     if n_keep >= weights.numel():
         return torch.arange(weights.numel(), device=weights.device)
     return torch.multinomial(weights, n_keep, replacement=False, generator=generator)
+
+
+def empty_columns(inter) -> np.ndarray:
+    """Indices of the columns (items) of a scipy matrix without a nonzero entry."""
+    m = sp.csc_matrix(inter)
+    m.eliminate_zeros()
+    return np.flatnonzero(np.diff(m.indptr) == 0)
+
+
+def zero_rows(weight: Tensor, rows: Optional[Tensor]) -> Tensor:
+    """``weight`` with the rows ``rows`` set to zero (differentiable; their gradient is zero);
+    ``weight`` itself when ``rows`` is None or empty."""
+    if rows is None or rows.numel() == 0:
+        return weight
+    return weight.index_fill(0, rows, 0.0)

@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmrec_plugin.eval_cache import EvalCache
-from mmrec_plugin.sparse import bipartite_csr, binarize, degree_weights, lightgcn_l2, prune_edges, to_torch_csr
+from mmrec_plugin.sparse import (bipartite_csr, binarize, degree_weights, empty_columns, lightgcn_l2, prune_edges,
+                                 to_torch_csr, zero_rows)
 
 from .cache import cached_knn_graph
 from .config import BRMRSConfig
@@ -72,9 +73,12 @@ class ModalityChannel(nn.Module):
             bfloat16 with ``bf16``).
         n_users: number of users. dim: ``d``. item_id: add an item id embedding.
         bf16: project under bfloat16 autocast (float32 weights and results).
+        untrained_items: LongTensor of the items without a training interaction (cold-start
+            items): their id embedding is left out, so they enter from their features alone.
     """
 
-    def __init__(self, features: Tensor, n_users: int, dim: int, item_id: bool, bf16: bool = False):
+    def __init__(self, features: Tensor, n_users: int, dim: int, item_id: bool, bf16: bool = False,
+                 untrained_items: Optional[Tensor] = None):
         super().__init__()
         n_items, d_in = features.shape
         self.user_emb = nn.Embedding(n_users, dim)
@@ -82,6 +86,7 @@ class ModalityChannel(nn.Module):
         self.item_emb = nn.Embedding(n_items, dim) if item_id else None
         self.bf16 = bf16
         self.register_buffer("feat", features.to(torch.bfloat16) if bf16 else features, persistent=False)
+        self.register_buffer("untrained_items", untrained_items, persistent=False)
 
     def layer0(self, dropout: float):
         """``(users [n_users, d], items [n_items, d])``: ``E_u`` and ``W x_i (+ e_i)``."""
@@ -93,7 +98,7 @@ class ModalityChannel(nn.Module):
         else:
             h = self.proj(x)
         if self.item_emb is not None:
-            h = h + self.item_emb.weight
+            h = h + zero_rows(self.item_emb.weight, self.untrained_items)
         return self.user_emb.weight, h
 
 
@@ -135,8 +140,10 @@ class BRMRSNet(EvalCache, nn.Module):
             logger.warning("proj_bf16: this CPU has no AMX / AVX512-BF16, so bfloat16 "
                            "projections are emulated and slower than float32; set proj_bf16 False")
         self._build_graphs(inter, feats, cache_path, device)
+        untrained = torch.from_numpy(empty_columns(inter)).to(device)
         self.channels = nn.ModuleDict({
-            m: ModalityChannel(feats[m], self.n_users, d, cfg.item_id_in_channels, cfg.proj_bf16) for m in names
+            m: ModalityChannel(feats[m], self.n_users, d, cfg.item_id_in_channels, cfg.proj_bf16, untrained)
+            for m in names
         })
         self.fusion = Fusion(cfg.fusion, d, len(names))
         self.objective = BRObjective(inter, cfg)

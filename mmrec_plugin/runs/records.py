@@ -101,17 +101,26 @@ def _module_files(model_cls: Optional[type]) -> List[str]:
 _CODE_CACHE: Dict[Any, str] = {}
 
 
+def _mtime(path: str) -> Optional[int]:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
 def code_digest(model_cls: Optional[type] = None) -> str:
     """sha256 over the code that trains ``model_cls``: its classes' modules (the whole MRO:
     a ``_BR`` model counts its parent model and the objective's mixin), the method library
     and the host modules that train, rank and score (:data:`CORE_MODULES`). Comments and
     docstrings do not count. Cached per process."""
     files = _module_files(model_cls)
-    key = tuple((f, os.stat(f).st_mtime_ns) for f in files)
+    key = tuple((f, _mtime(f)) for f in files)
     if key not in _CODE_CACHE:
         h = hashlib.sha256(b"mmrec_plugin.code/v1")
-        for path in files:
-            h.update(os.path.basename(path).encode() + b"\0" + _code_text(path) + b"\0")
+        for path, mtime in key:
+            # a module deleted since it was imported (code changed under a running process)
+            text = _code_text(path) if mtime is not None else b"<missing>"
+            h.update(os.path.basename(path).encode() + b"\0" + text + b"\0")
         _CODE_CACHE[key] = h.hexdigest()
     return _CODE_CACHE[key]
 

@@ -410,3 +410,33 @@ def test_eval_cache_follows_parameter_changes(tmp_path, h, name):
     assert not torch.allclose(second, first) and torch.allclose(second, fresh())
     model.load_state_dict({k: v + 0.5 for k, v in model.state_dict().items()})
     assert torch.allclose(model.full_sort_predict(users), fresh())
+
+
+def test_freedom_scores_an_item_without_training_interactions_from_its_neighbours(tmp_path, h):
+    """Item 4 appears only in valid/test: its id vector never enters a score (it would be an
+    untrained vector); its representation is the kNN-graph mean of the other items' vectors."""
+    rows = [r if r != (1, 4, 0) else (1, 4, 1) for r in ROWS]
+    h.write_inter(tmp_path, "c", rows)
+    for name, feat in (("image_feat.npy", V_FEAT), ("text_feat.npy", T_FEAT)):
+        np.save(os.path.join(str(tmp_path), "c", name), feat)
+    cfg = h.make_config(tmp_path, "c", is_multimodal_model=True, embedding_size=4, knn_k=2,
+                        mm_image_weight=0.25, n_mm_layers=1, n_ui_layers=2, dropout=0.0, reg_weight=0.0)
+    torch.manual_seed(0)
+    model = FREEDOM(cfg, TrainDataLoader(cfg, RecDataset(cfg).split()[0], 4))
+    assert model.untrained_items.tolist() == [4]
+    E_i = model.item_id_embedding.weight.detach().double().numpy().copy()
+    E_i[4] = 0.0
+    S = 0.25 * knn_item_graph(V_FEAT, 2).toarray() + 0.75 * knn_item_graph(T_FEAT, 2).toarray()
+    model.eval()
+    _, items = model.forward()
+    # no training edge: the user-item part of item 4 is its (zeroed) layer 0
+    assert np.allclose(items[4].detach().numpy(), (S @ E_i)[4], atol=1e-6)
+    before = model.full_sort_predict([torch.arange(N_U)]).detach().clone()
+    with torch.no_grad():
+        model.item_id_embedding.weight[4] += 5.0
+    assert torch.equal(model.full_sort_predict([torch.arange(N_U)]), before)
+    model.train()
+    model.pre_epoch_processing()
+    model.calculate_loss(torch.tensor([[0, 1, 2], [1, 2, 3], [4, 4, 4]])).backward()
+    assert model.item_id_embedding.weight.grad[4].abs().max() == 0
+    assert model.item_id_embedding.weight.grad[:4].abs().max() > 0

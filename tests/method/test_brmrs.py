@@ -596,3 +596,38 @@ def test_edge_dropout_trains_on_the_pruned_graph_and_evaluates_on_the_full_one(t
     first = model.net.adj_ui_train.col_indices().clone()
     model.pre_epoch_processing()
     assert not torch.equal(first, model.net.adj_ui_train.col_indices())
+
+
+def test_an_item_without_training_interactions_is_scored_from_its_features(tmp_path):
+    """An item no training interaction names (a cold-start item) gets no id vector in any
+    channel: changing that vector changes no score and it receives no gradient, while its
+    features still move its scores."""
+    inter = _tiny(tmp_path).tolil()
+    inter[:, 7] = 0
+    inter = inter.tocsr()
+    inter.eliminate_zeros()
+    torch.manual_seed(0)
+    model = brmrs.BRMRS(_config(tmp_path), FakeLoader(inter))
+    net = model.net if hasattr(model, "net") else model
+    chans = list(net.channels.values())
+    empty = np.flatnonzero(np.asarray((inter != 0).sum(axis=0)).ravel() == 0).tolist()
+    assert 7 in empty and all(c.untrained_items.tolist() == empty for c in chans)
+    model.eval()
+    users = torch.arange(inter.shape[0])
+    before = model.full_sort_predict([users]).detach().clone()
+    with torch.no_grad():
+        for c in chans:
+            c.item_emb.weight[7] += 3.0
+    assert torch.equal(model.full_sort_predict([users]), before)
+    with torch.no_grad():
+        chans[0].feat[7] += 1.0
+    net.drop_eval_cache()  # (a buffer changed, not a parameter)
+    assert not torch.allclose(model.full_sort_predict([users])[:, 7], before[:, 7])
+    model.train()
+    model.pre_epoch_processing()
+    batch = torch.tensor([[0, 1, 2], [int(inter[0].indices[0]), int(inter[1].indices[0]), int(inter[2].indices[0])],
+                          [7, 7, 7]])
+    model.calculate_loss(batch).backward()
+    for c in chans:
+        assert c.item_emb.weight.grad[7].abs().max() == 0
+        assert c.item_emb.weight.grad.abs().max() > 0

@@ -103,3 +103,10 @@ def test_print_config_prints_the_resolved_config_and_trains_nothing(tmp_path, ca
     assert "7" in lines["epochs"] and "the command line" in lines["epochs"]
     assert "n_layers" in lines and "LightGCN.yaml" in lines["n_layers"]
     assert "(int >= 1) maximum epochs" in lines["epochs"]
+
+
+def test_a_module_deleted_under_a_running_process_changes_the_digest_without_failing(tmp_path, toy):
+    before = code_digest(registry.get_model("CodeToy"))
+    os.remove(toy)  # the model's module file, already imported
+    after = code_digest(registry.get_model("CodeToy"))
+    assert after != before

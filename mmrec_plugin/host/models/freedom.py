@@ -20,6 +20,8 @@ Representations, with ID embeddings ``E_u`` (users) and ``E_i`` (items), both
 ``embedding_size`` wide:
 
     h_i      = (S^{n_mm_layers} E_i)_i                        (item-item graph)
+    (E_i = 0 for an item without training interactions, a cold-start item: it is scored
+    from its kNN neighbours' embeddings, not from an id vector training never fitted)
     [u; g_i] = LightGCN(A', [E_u; E_i], n_ui_layers)          (layer mean, layer 0 included)
     item_i   = g_i + h_i,   user_u = u,   s(u, i) = <user_u, item_i>
 
@@ -62,8 +64,8 @@ from mmrec_plugin.errors import ConfigError
 from mmrec_plugin.host.abstract_recommender import GeneralRecommender
 from mmrec_plugin.host.models.bpr import bpr_loss
 from mmrec_plugin.eval_cache import EvalCache
-from mmrec_plugin.sparse import (binarize, degree_weights, lightgcn, prune_edges, sparse_mm, to_torch_csr,
-                                 topk_per_row, unit_rows)
+from mmrec_plugin.sparse import (binarize, degree_weights, empty_columns, lightgcn, prune_edges, sparse_mm,
+                                 to_torch_csr, topk_per_row, unit_rows, zero_rows)
 from mmrec_plugin.utils import config_number
 
 __all__ = ["FREEDOM", "knn_item_graph", "normalized_edge_graph"]
@@ -151,7 +153,11 @@ class FREEDOM(EvalCache, GeneralRecommender):
             mm_adj = graphs[0][0] * graphs[0][1] + graphs[1][0] * graphs[1][1]
         self.register_buffer("mm_adj", to_torch_csr(mm_adj), persistent=False)
 
-        rows, cols, weights = degree_weights(binarize(dataloader.inter_matrix(form="coo")), np.float32)
+        train = binarize(dataloader.inter_matrix(form="coo"))
+        # items without a training interaction (cold-start items) enter from their kNN
+        # neighbours' embeddings, not from an id vector training never fitted
+        self.register_buffer("untrained_items", torch.from_numpy(empty_columns(train)), persistent=False)
+        rows, cols, weights = degree_weights(train, np.float32)
         users = torch.from_numpy(rows.astype(np.int64))
         items = torch.from_numpy(cols.astype(np.int64))
         self.register_buffer("edge_users", users, persistent=False)
@@ -178,10 +184,11 @@ class FREEDOM(EvalCache, GeneralRecommender):
     def forward(self, adj: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(user [n_users, d], item [n_items, d])`` over ``adj`` (default: the whole graph)."""
         adj = self.norm_adj if adj is None else adj
-        h = self.item_id_embedding.weight
+        items = zero_rows(self.item_id_embedding.weight, self.untrained_items)
+        h = items
         for _ in range(self.n_mm_layers):
             h = sparse_mm(self.mm_adj, h)
-        ego = torch.cat([self.user_embedding.weight, self.item_id_embedding.weight], dim=0)
+        ego = torch.cat([self.user_embedding.weight, items], dim=0)
         out = lightgcn(adj, ego, self.n_ui_layers, symmetric=True)
         user, item = torch.split(out, [self.n_users, self.n_items], dim=0)
         return user, item + h
