@@ -114,8 +114,7 @@ class BRObjective(nn.Module):
         if overrides:
             cfg = cfg.replace(**overrides)
         self.cfg = cfg
-        for name in OBJECTIVE_KEYS:  # (read on the hot path; pool_size may be clamped below)
-            setattr(self, name, getattr(cfg, name))
+        self.pool_size = cfg.pool_size  # the pool drawn: cfg.pool_size, at most the catalogue
         self.epoch = 0  # the epoch being trained (start_epoch counts)
         self._epochs_started = 0
         inter = binarize(train_matrix)
@@ -134,7 +133,9 @@ class BRObjective(nn.Module):
         self.register_buffer("train_codes", _train_codes(indptr, indices, self.n_items), persistent=False)
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={getattr(self, k)!r}" for k in OBJECTIVE_KEYS)
+        values = {k: getattr(self.cfg, k) for k in OBJECTIVE_KEYS}
+        values["pool_size"] = self.pool_size
+        return ", ".join(f"{k}={v!r}" for k, v in values.items())
 
     def training_state(self) -> Dict[str, int]:
         """The epoch count (CHNS warm-up and decay): what a resumed training run must continue
@@ -153,11 +154,11 @@ class BRObjective(nn.Module):
 
     def chns_active(self) -> bool:
         """CHNS trains from epoch ``chns_warmup`` on (0: from the start)."""
-        return self.chns_weight > 0 and self.epoch >= self.chns_warmup
+        return self.cfg.chns_weight > 0 and self.epoch >= self.cfg.chns_warmup
 
     def chns_weight_now(self) -> float:
         """``chns_weight * chns_decay ** (epoch - chns_warmup)`` once CHNS is active."""
-        return self.chns_weight * self.chns_decay ** max(0, self.epoch - self.chns_warmup)
+        return self.cfg.chns_weight * self.cfg.chns_decay ** max(0, self.epoch - self.cfg.chns_warmup)
 
     # -- pieces (public: analysis and tests use them) -------------------------------------
     def candidate_pool(self, users: Tensor) -> Tensor:
@@ -172,18 +173,18 @@ class BRObjective(nn.Module):
         pool, scored without gradients; ``pos``, the positives, is read by ``chns_guard``)."""
         if pool is None:
             pool = self.candidate_pool(users)
-        if self.neg_strategy == "uniform":
+        if self.cfg.neg_strategy == "uniform":
             return select_negatives("uniform", dict.fromkeys(branches), pool)
         with torch.no_grad():
             detached = {m: _detached(b) for m, b in branches.items()}
             scores = {m: score_items(b, pool) for m, b in detached.items()}
             s_f, guard = None, None
-            if self.neg_strategy == "fused":
+            if self.cfg.neg_strategy == "fused":
                 s_f = _sum(scores.values()) if fused is None else score_items(_detached(fused), pool)
-            elif self.chns_guard and pos is not None:
+            elif self.cfg.chns_guard and pos is not None:
                 guard = {m: score_items(b, pos.unsqueeze(1))[:, 0] for m, b in detached.items()}
-        return select_negatives(self.neg_strategy, scores, pool, fused=s_f, hardness=self.chns_hardness,
-                                temperature=self.chns_temperature, topk=self.chns_topk, guard_pos=guard)
+        return select_negatives(self.cfg.neg_strategy, scores, pool, fused=s_f, hardness=self.cfg.chns_hardness,
+                                temperature=self.cfg.chns_temperature, topk=self.cfg.chns_topk, guard_pos=guard)
 
     # -- the objective ---------------------------------------------------------------------
     def forward(self, users: Tensor, pos: Tensor, neg: Tensor, branches: Mapping[str, Branch],
@@ -201,9 +202,9 @@ class BRObjective(nn.Module):
         names = list(branches)
         terms: Dict[str, Tensor] = {}
         chns = self.chns_active()
-        soft = self.pool_softmax_weight > 0
-        need_fused = self.syn_weight > 0 or self.bpr_weight > 0 or soft
-        cols = [pos, neg] if need_fused or self.branch_bpr_weight > 0 else [pos]
+        soft = self.cfg.pool_softmax_weight > 0
+        need_fused = self.cfg.syn_weight > 0 or self.cfg.bpr_weight > 0 or soft
+        cols = [pos, neg] if need_fused or self.cfg.branch_bpr_weight > 0 else [pos]
         pool = self.candidate_pool(users) if chns or soft else None
         if chns:
             hard = self.negatives(users, branches, fused, pos, pool=pool)
@@ -219,19 +220,19 @@ class BRObjective(nn.Module):
                 f_pos, f_neg = _sum(s[m][0] for m in names), _sum(s[m][1] for m in names)
             else:
                 f_pos, f_neg = score_items(fused, torch.stack([pos, neg], dim=1)).unbind(1)
-            if self.syn_weight > 0:
+            if self.cfg.syn_weight > 0:
                 deltas = [s[m][0] - s[m][1] for m in names]
-                terms["syn"] = self.syn_weight * synergy_bpr_loss(f_pos - f_neg, deltas, self.syn_margin,
-                                                                  self.syn_detach)
-            if self.bpr_weight > 0:
-                terms["bpr"] = self.bpr_weight * bpr_loss(f_pos, f_neg)
+                terms["syn"] = self.cfg.syn_weight * synergy_bpr_loss(f_pos - f_neg, deltas, self.cfg.syn_margin,
+                                                                  self.cfg.syn_detach)
+            if self.cfg.bpr_weight > 0:
+                terms["bpr"] = self.cfg.bpr_weight * bpr_loss(f_pos, f_neg)
             if soft:
                 f_pool = _sum(score_items(branches[m], pool) for m in names) if fused is None \
                     else score_items(fused, pool)
-                terms["pool"] = self.pool_softmax_weight * pool_softmax_loss(f_pos, f_pool,
-                                                                             self.pool_softmax_temperature)
-        if self.branch_bpr_weight > 0:  # each unimodal branch on the framework's uniform negative
-            terms["branch_bpr"] = self.branch_bpr_weight * _sum(bpr_loss(s[m][0], s[m][1]) for m in names)
+                terms["pool"] = self.cfg.pool_softmax_weight * pool_softmax_loss(f_pos, f_pool,
+                                                                             self.cfg.pool_softmax_temperature)
+        if self.cfg.branch_bpr_weight > 0:  # each unimodal branch on the framework's uniform negative
+            terms["branch_bpr"] = self.cfg.branch_bpr_weight * _sum(bpr_loss(s[m][0], s[m][1]) for m in names)
         return terms
 
 

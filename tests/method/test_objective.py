@@ -149,9 +149,8 @@ def test_zero_weights_drop_terms_and_documented_defaults():
     default = BRObjective(train)
     assert set(OBJECTIVE_KEYS) == set(DOCUMENTED)
     for k, want in DOCUMENTED.items():
-        if k == "pool_size":  # the default 32 is clamped to the 15 items of this dataset
-            want = min(want, train.shape[1])
-        assert getattr(default, k) == want, k
+        assert getattr(default.cfg, k) == want, k
+    # the pool drawn: the default 32 clamped to the 15 items of this dataset
     assert default.pool_size == 15 == train.shape[1]
     with pytest.raises(ConfigError, match="pool_size"):
         BRObjective(train, {"pool_size": 0})
@@ -159,4 +158,4 @@ def test_zero_weights_drop_terms_and_documented_defaults():
         BRObjective(train, embedding_size=3)
     # another model's config: only the objective's keys are read (its reg_weight grid is not ours)
     other = BRObjective(train, {"reg_weight": [0.0, 1e-5], "n_layers": 2, "syn_weight": [0.5]})
-    assert other.syn_weight == 0.5 and other.chns_weight == DOCUMENTED["chns_weight"]
+    assert other.cfg.syn_weight == 0.5 and other.cfg.chns_weight == DOCUMENTED["chns_weight"]
