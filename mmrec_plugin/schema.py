@@ -120,12 +120,13 @@ def read_key(config: Any, name: str) -> Any:
         return None
 
 
-def _scalar(spec: Key, name: str, value: Any) -> Any:
+def _scalar(spec: Key, name: str, value: Any, owner: str = "") -> Any:
     """A one-element list (a grid key outside a grid run) unwrapped; a longer one is an error."""
     if spec.kind in (list, dict, object) or not isinstance(value, (list, tuple)):
         return value
     if len(value) != 1:
-        raise ConfigError(f"config key '{name}': got the list {list(value)}; a list is a grid of "
+        prefix = f"{owner}: " if owner else ""
+        raise ConfigError(f"{prefix}config key '{name}': got the list {list(value)}; a list is a grid of "
                           f"values and is expanded only by a grid search (hyper_parameters); "
                           f"give one value")
     return value[0]
@@ -181,7 +182,7 @@ class Schema:
                 continue
             value = read_key(config if config is not None else {}, f.name)
             if value is not None:
-                values[f.name] = _scalar(spec, f.name, value)
+                values[f.name] = _scalar(spec, f.name, value, cls.OWNER)
         return cls(**values)
 
     def to_dict(self) -> Dict[str, Any]:

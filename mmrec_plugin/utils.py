@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from mmrec_plugin.errors import ConfigError
 
-__all__ = ["cfg_get", "check_value", "config_number", "jsonable", "atomic_path", "atomic_write_bytes",
+__all__ = ["cfg_get", "check_value", "jsonable", "atomic_path", "atomic_write_bytes",
            "atomic_write_text", "umask", "file_mode", "default_threads", "set_threads",
            "tune_allocator"]
 
@@ -78,14 +78,6 @@ def check_value(key: str, value: Any, kind: type, ge=None, gt=None, le=None, lt=
             hint = " (NaN and inf are not settings)"
         raise ConfigError(f"{prefix}config key '{key}' must be {what}{extra}, got {value!r}{hint}")
     return conv
-
-
-def config_number(config, key: str, default, kind=float, minimum=None, owner: str = "") -> Any:
-    """A scalar config value of type ``kind`` (>= ``minimum``), else a ConfigError naming the key.
-
-    A list (an unexpanded grid), a bool, a string, NaN or an infinite value is rejected.
-    """
-    return check_value(key, cfg_get(config, key, default), kind, ge=minimum, owner=owner)
 
 
 def jsonable(obj: Any) -> Any:

@@ -44,6 +44,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 import os
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
@@ -92,9 +93,14 @@ def strict_key(key: str, known) -> str:
 
 
 def model_schema(model_cls: Optional[type]) -> Dict[str, Key]:
-    """The keys a model class declares (``config_schema``, a Schema class), or ``{}``."""
-    schema = getattr(model_cls, "config_schema", None)
-    return dict(schema.specs()) if schema is not None else {}
+    """The keys a model class declares (``config_schema``, a Schema class), with those of its
+    base classes (a ``_BR`` model: its parent model's keys and the objective's), or ``{}``."""
+    out: Dict[str, Key] = {}
+    for cls in reversed(inspect.getmro(model_cls)) if model_cls is not None else ():
+        schema = cls.__dict__.get("config_schema")
+        if schema is not None:
+            out.update(schema.specs())
+    return out
 
 
 def _hyper_list(value: Any, source: str) -> List[str]:

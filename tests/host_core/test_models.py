@@ -3,7 +3,6 @@ import os
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from mmrec_plugin.errors import ConfigError
 from mmrec_plugin.host.dataloader import EvalDataLoader, TrainDataLoader
@@ -138,15 +137,28 @@ def test_training_lowers_loss(tmp_path, h, cls):
     assert len(losses) == 8 and losses[-1] < 0.8 * losses[0]
 
 
-def test_model_yamls_parse_with_documented_defaults():
-    import mmrec_plugin.host as host
+#: the host models' documented defaults (their docstrings; MMRec's values), written out by hand
+HOST_MODEL_DEFAULTS = {
+    "LightGCN": {"embedding_size": 64, "n_layers": 2, "reg_weight": [1e-4]},
+    "BPR": {"embedding_size": 64, "reg_weight": [1e-4]},
+    "MMGCN": {"embedding_size": 64, "dim_latent": 64, "n_layers": 2, "reg_weight": [1e-4]},
+    "FREEDOM": {"embedding_size": 64, "feat_embed_dim": None, "knn_k": 10, "mm_image_weight": 0.1,
+                "n_mm_layers": 1, "n_ui_layers": 2, "dropout": [0.8], "reg_weight": [0.0]},
+}
 
-    folder = os.path.join(os.path.dirname(host.__file__), "configs", "model")
-    lg = yaml.safe_load(open(os.path.join(folder, "LightGCN.yaml")))
-    assert lg["embedding_size"] == 64 and lg["n_layers"] == 2 and lg["reg_weight"] == [1e-4]
-    assert lg["hyper_parameters"] == ["reg_weight"]
-    bpr = yaml.safe_load(open(os.path.join(folder, "BPR.yaml")))
-    assert all(isinstance(v, list) for k, v in bpr.items() if k in bpr["hyper_parameters"])
+
+@pytest.mark.parametrize("model", sorted(HOST_MODEL_DEFAULTS))
+def test_host_models_resolve_to_their_documented_defaults(model, tmp_path):
+    """Defaults from the model's schema, grids from its yaml; a bad value names the key."""
+    from mmrec_plugin.host.config import Config
+
+    config = Config(model, "demo", config_dict={"data_path": str(tmp_path)})
+    for key, want in HOST_MODEL_DEFAULTS[model].items():
+        assert config[key] == want, key
+    grid = [k for k, v in HOST_MODEL_DEFAULTS[model].items() if isinstance(v, list)]
+    assert config["hyper_parameters"] == ["seed"] + grid
+    with pytest.raises(ConfigError, match="'embedding_size'.*>= 1"):
+        Config(model, "demo", config_dict={"data_path": str(tmp_path), "embedding_size": 0})
 
 
 def test_normalised_adjacency_exactly_symmetric_and_gradient_matches_dense(tmp_path, h):

@@ -16,12 +16,14 @@ Args (config keys):
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from mmrec_plugin.host.abstract_recommender import GeneralRecommender
-from mmrec_plugin.utils import config_number
+from mmrec_plugin.schema import Schema, key
 
 
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
@@ -35,13 +37,24 @@ def embedding_norm_reg(*embeddings: torch.Tensor) -> torch.Tensor:
     return total / embeddings[-1].shape[0]
 
 
+@dataclasses.dataclass(frozen=True)
+class BPRConfig(Schema):
+    """BPR's keys (MMRec's names and defaults)."""
+
+    OWNER = "BPR"
+    embedding_size: int = key(int, 64, "dimension of the user and item embeddings", ge=1)
+    reg_weight: float = key(float, 0.0, "weight of the embedding regulariser", ge=0.0)
+
+
 class BPR(GeneralRecommender):
     """Matrix factorisation with the BPR loss; see the module docstring."""
 
+    config_schema = BPRConfig
+
     def __init__(self, config, dataloader):
         super().__init__(config, dataloader)
-        self.embedding_size = config_number(config, "embedding_size", 64, int, 1, "BPR")
-        self.reg_weight = config_number(config, "reg_weight", 0.0, float, 0.0, "BPR")
+        cfg = BPRConfig.from_config(config)
+        self.embedding_size, self.reg_weight = cfg.embedding_size, cfg.reg_weight
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
         self.reset_parameters()

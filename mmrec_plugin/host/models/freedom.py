@@ -51,6 +51,7 @@ Args (config keys):
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 from typing import Dict, List, Optional, Tuple
@@ -66,7 +67,7 @@ from mmrec_plugin.host.models.bpr import bpr_loss
 from mmrec_plugin.eval_cache import EvalCache
 from mmrec_plugin.sparse import (binarize, degree_weights, empty_columns, lightgcn, prune_edges, sparse_mm,
                                  to_torch_csr, topk_per_row, unit_rows, zero_rows)
-from mmrec_plugin.utils import config_number
+from mmrec_plugin.schema import Schema, key
 
 __all__ = ["FREEDOM", "knn_item_graph", "normalized_edge_graph"]
 
@@ -108,27 +109,40 @@ def normalized_edge_graph(users: torch.Tensor, items: torch.Tensor, n_users: int
         return coo.coalesce().to_sparse_csr()
 
 
+@dataclasses.dataclass(frozen=True)
+class FREEDOMConfig(Schema):
+    """FREEDOM's keys (MMRec's names; the defaults of the module docstring)."""
+
+    OWNER = "FREEDOM"
+    embedding_size: int = key(int, 64, "width of the user and item ID embeddings", ge=1)
+    feat_embed_dim: Optional[int] = key(int, None, "width of the projected modality features "
+                                        "(must equal embedding_size; None: embedding_size)", ge=1, nullable=True)
+    knn_k: int = key(int, 10, "neighbours per item in each modality's kNN graph (the item itself included)", ge=1)
+    mm_image_weight: float = key(float, 0.1, "weight of the visual kNN graph; text gets 1 - this", ge=0.0, le=1.0)
+    n_mm_layers: int = key(int, 1, "propagation layers on the frozen item-item graph", ge=0)
+    n_ui_layers: int = key(int, 2, "LightGCN layers on the (pruned) user-item graph", ge=0)
+    dropout: float = key(float, 0.8, "share of interactions pruned before each epoch", ge=0.0, lt=1.0)
+    reg_weight: float = key(float, 0.0, "lambda: weight of the BPR losses on the projected modality features",
+                            ge=0.0)
+
+    def check(self) -> None:
+        if self.feat_embed_dim is not None and self.feat_embed_dim != self.embedding_size:
+            raise ConfigError(f"{self.OWNER}: config key 'feat_embed_dim' ({self.feat_embed_dim}) must equal "
+                              f"'embedding_size' ({self.embedding_size}): modality scores are <user, W x>")
+
+
 class FREEDOM(EvalCache, GeneralRecommender):
     """FREEDOM; see the module docstring."""
+
+    config_schema = FREEDOMConfig
 
     def __init__(self, config, dataloader):
         super().__init__(config, dataloader)
         name = "FREEDOM"
-        self.embedding_size = config_number(config, "embedding_size", 64, int, 1, name)
-        feat_dim = config_number(config, "feat_embed_dim", self.embedding_size, int, 1, name)
-        if feat_dim != self.embedding_size:
-            raise ConfigError(f"{name}: config key 'feat_embed_dim' ({feat_dim}) must equal "
-                              f"'embedding_size' ({self.embedding_size}): modality scores are <user, W x>")
-        self.knn_k = config_number(config, "knn_k", 10, int, 1, name)
-        self.image_weight = config_number(config, "mm_image_weight", 0.1, float, 0.0, name)
-        if self.image_weight > 1.0:
-            raise ConfigError(f"{name}: config key 'mm_image_weight' must be in [0, 1], got {self.image_weight}")
-        self.n_mm_layers = config_number(config, "n_mm_layers", 1, int, 0, name)
-        self.n_ui_layers = config_number(config, "n_ui_layers", 2, int, 0, name)
-        self.dropout = config_number(config, "dropout", 0.8, float, 0.0, name)
-        if self.dropout >= 1.0:
-            raise ConfigError(f"{name}: config key 'dropout' must be in [0, 1), got {self.dropout}")
-        self.reg_weight = config_number(config, "reg_weight", 0.0, float, 0.0, name)
+        cfg = FREEDOMConfig.from_config(config)
+        self.embedding_size, self.knn_k, self.image_weight = cfg.embedding_size, cfg.knn_k, cfg.mm_image_weight
+        self.n_mm_layers, self.n_ui_layers = cfg.n_mm_layers, cfg.n_ui_layers
+        self.dropout, self.reg_weight = cfg.dropout, cfg.reg_weight
         if self.v_feat is None and self.t_feat is None:
             raise ConfigError(f"{name} needs item features: set is_multimodal_model: True and "
                               "provide image_feat.npy and/or text_feat.npy")

@@ -21,6 +21,8 @@ Args (config keys):
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn as nn
 
@@ -28,18 +30,29 @@ from mmrec_plugin.host.abstract_recommender import GeneralRecommender
 from mmrec_plugin.host.models.bpr import bpr_loss, embedding_norm_reg
 from mmrec_plugin.eval_cache import EvalCache
 from mmrec_plugin.sparse import bipartite_csr, lightgcn, to_torch_csr
-from mmrec_plugin.utils import config_number
+from mmrec_plugin.schema import Schema, key
+
+
+@dataclasses.dataclass(frozen=True)
+class LightGCNConfig(Schema):
+    """LightGCN's keys (MMRec's names and defaults)."""
+
+    OWNER = "LightGCN"
+    embedding_size: int = key(int, 64, "dimension of the user and item embeddings", ge=1)
+    n_layers: int = key(int, 2, "propagation layers on the normalised user-item graph", ge=0)
+    reg_weight: float = key(float, 1e-4, "weight of the L2 regulariser on the batch's layer-0 embeddings", ge=0.0)
 
 
 class LightGCN(EvalCache, GeneralRecommender):
     """LightGCN over the training graph; see the module docstring. Evaluation propagates once
     per evaluation (:class:`~mmrec_plugin.eval_cache.EvalCache`)."""
 
+    config_schema = LightGCNConfig
+
     def __init__(self, config, dataloader):
         super().__init__(config, dataloader)
-        self.embedding_size = config_number(config, "embedding_size", 64, int, 1, "LightGCN")
-        self.n_layers = config_number(config, "n_layers", 2, int, 0, "LightGCN")
-        self.reg_weight = config_number(config, "reg_weight", 1e-4, float, 0.0, "LightGCN")
+        cfg = LightGCNConfig.from_config(config)
+        self.embedding_size, self.n_layers, self.reg_weight = cfg.embedding_size, cfg.n_layers, cfg.reg_weight
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
         adj = bipartite_csr(dataloader.inter_matrix(form="coo"))

@@ -35,6 +35,8 @@ Args (config keys):
 """
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -48,7 +50,7 @@ from mmrec_plugin.host.abstract_recommender import GeneralRecommender
 from mmrec_plugin.host.models.bpr import bpr_loss, embedding_norm_reg
 from mmrec_plugin.eval_cache import EvalCache
 from mmrec_plugin.sparse import binarize, sparse_mm, to_torch_csr
-from mmrec_plugin.utils import config_number
+from mmrec_plugin.schema import Schema, key
 
 __all__ = ["MMGCN", "mean_bipartite_adjacency"]
 
@@ -90,16 +92,28 @@ class _ModalityGCN(nn.Module):
         return x
 
 
+@dataclasses.dataclass(frozen=True)
+class MMGCNConfig(Schema):
+    """MMGCN's keys (MMRec's names and defaults)."""
+
+    OWNER = "MMGCN"
+    embedding_size: int = key(int, 64, "dimension of the ID embeddings and of each layer's output", ge=1)
+    dim_latent: int = key(int, 64, "width of the projected modality features at layer 0", ge=1)
+    n_layers: int = key(int, 2, "graph convolution layers per modality", ge=1)
+    reg_weight: float = key(float, 1e-4, "weight of the L2 regulariser", ge=0.0)
+
+
 class MMGCN(EvalCache, GeneralRecommender):
     """MMGCN; see the module docstring."""
+
+    config_schema = MMGCNConfig
 
     def __init__(self, config, dataloader):
         super().__init__(config, dataloader)
         name = "MMGCN"
-        self.embedding_size = config_number(config, "embedding_size", 64, int, 1, name)
-        self.dim_latent = config_number(config, "dim_latent", 64, int, 1, name)
-        self.n_layers = config_number(config, "n_layers", 2, int, 1, name)
-        self.reg_weight = config_number(config, "reg_weight", 1e-4, float, 0.0, name)
+        cfg = MMGCNConfig.from_config(config)
+        self.embedding_size, self.dim_latent = cfg.embedding_size, cfg.dim_latent
+        self.n_layers, self.reg_weight = cfg.n_layers, cfg.reg_weight
         feats = {"visual": self.v_feat, "text": self.t_feat}
         self.modalities: List[str] = [m for m in ("visual", "text") if feats[m] is not None]
         if not self.modalities:
