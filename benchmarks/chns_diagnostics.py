@@ -28,11 +28,7 @@ import torch
 import yaml
 
 from mmrec_plugin.host.config import Config
-from mmrec_plugin.host.dataloader import EvalDataLoader, TrainDataLoader
-from mmrec_plugin.host.dataset import RecDataset
-from mmrec_plugin.runs import init_seed
-from mmrec_plugin.host.trainer import Trainer
-from mmrec_plugin.registry import get_model
+from mmrec_plugin.runs import build, load_data
 
 
 def _codes(ds, n_items):
@@ -59,16 +55,12 @@ def main(argv=None):
     over.update(data_path=args.data_path, epochs=args.epochs)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     cfg = Config("BRMRS", args.dataset, config_dict=over)
-    for k in cfg["hyper_parameters"]:  # one combination: the first value of every grid key
-        if isinstance(cfg[k], list):
-            cfg[k] = cfg[k][0]
-    init_seed(int(cfg["seed"]))
-    train_ds, valid_ds, test_ds = RecDataset(cfg).split()
-    train = TrainDataLoader(cfg, train_ds, batch_size=cfg["train_batch_size"], shuffle=True)
-    valid = EvalDataLoader(cfg, valid_ds, additional_dataset=train_ds, batch_size=cfg["eval_batch_size"])
-    train.pretrain_setup()
-    model = get_model("BRMRS")(cfg, train).to(cfg["device"])
-    trainer = Trainer(cfg, model)
+    # one combination: the first value of every grid key
+    params = {k: cfg[k][0] for k in cfg["hyper_parameters"] if isinstance(cfg[k], list) and cfg[k]}
+    data = load_data(cfg)
+    run = build(cfg, params, data)
+    model, trainer, train, valid = run.model, run.trainer, run.train_data, run.valid_data
+    valid_ds, test_ds = data.valid, data.test
     n_items = model.n_items
     held = np.union1d(_codes(valid_ds, n_items), _codes(test_ds, n_items))
 
@@ -76,8 +68,8 @@ def main(argv=None):
     objective = model.net.objective
     orig_negatives = objective.negatives
 
-    def negatives(users, branches, fused=None, pos=None):
-        neg = orig_negatives(users, branches, fused, pos)
+    def negatives(users, branches, fused=None, pos=None, **kw):
+        neg = orig_negatives(users, branches, fused, pos, **kw)
         for name, items in (("t", neg["text"]), ("v", neg["visual"])):
             a, b = _share_in(held, users, items, n_items)
             counts[name][0] += a

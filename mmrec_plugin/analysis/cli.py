@@ -35,12 +35,9 @@ import argparse
 import json
 import logging
 import os
-import sys
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
-
-from mmrec_plugin.errors import DataError, UserError
+from mmrec_plugin.errors import UserError
 
 from .rerun import analyze_results
 
@@ -239,23 +236,3 @@ def run_study(args) -> int:
     for note in dict.fromkeys(notes):
         print(f"note: {note}")
     return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Stand-alone entry (``python -m mmrec_plugin.analysis.cli analyze|report|study ...``)."""
-    parser = argparse.ArgumentParser(prog="mmrec-plugin")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_analyze_arguments(sub.add_parser("analyze", help="subset analysis of a trained run"))
-    add_report_arguments(sub.add_parser("report", help="tables and plots of a results file"))
-    add_study_arguments(sub.add_parser("study", help="run a named study preset"))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return {"analyze": run_analyze, "report": run_report, "study": run_study}[args.command](args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -24,8 +24,6 @@ import json
 import logging
 import math
 import re
-import sys
-from typing import List, Optional
 
 log = logging.getLogger(__name__)
 
@@ -221,22 +219,3 @@ def _run_stats(args: argparse.Namespace) -> int:
     s = checks.stats(args.dataset)
     print(json.dumps(s, indent=2) if args.json else checks.format_stats(s))
     return 0
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """Standalone entry point: ``python -m mmrec_plugin.data.cli COMMAND ...``."""
-    from mmrec_plugin.errors import UserError
-
-    parser = argparse.ArgumentParser(prog="mmrec-plugin data", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

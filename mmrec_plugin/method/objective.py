@@ -59,7 +59,7 @@ The returned dict is ordered ``chns, syn, bpr, pool, branch_bpr``.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn

@@ -30,7 +30,7 @@ import logging
 import math
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Optional
 
 from mmrec_plugin.errors import UserError
 

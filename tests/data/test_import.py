@@ -10,7 +10,12 @@ import scipy.sparse as sp
 
 from mmrec_plugin.data import importers as IM
 from mmrec_plugin.data import synthetic as S
-from mmrec_plugin.data.cli import main
+from mmrec_plugin.cli import main as _main
+
+
+def main(argv):
+    """``mmrec-plugin data ARGV``."""
+    return _main(["data"] + list(argv))
 from mmrec_plugin.data.files import read_inter
 from mmrec_plugin.errors import DataError
 

@@ -3,7 +3,12 @@ import numpy as np
 import pytest
 
 from mmrec_plugin.data import split as SP
-from mmrec_plugin.data.cli import main
+from mmrec_plugin.cli import main as _main
+
+
+def main(argv):
+    """``mmrec-plugin data ARGV``."""
+    return _main(["data"] + list(argv))
 from mmrec_plugin.data.files import read_inter, write_inter
 
 

@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 
 from mmrec_plugin.data import checks
-from mmrec_plugin.data.cli import main
+from mmrec_plugin.cli import main as _main
+
+
+def main(argv):
+    """``mmrec-plugin data ARGV``."""
+    return _main(["data"] + list(argv))
 from mmrec_plugin.data.files import write_inter
 
 # 4 users, 5 items; every split non-empty; user 3 / item 4 only in test (cold)

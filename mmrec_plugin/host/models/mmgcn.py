@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import scipy.sparse as sp
