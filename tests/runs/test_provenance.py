@@ -101,7 +101,8 @@ def test_print_config_prints_the_resolved_config_and_trains_nothing(tmp_path, ca
     assert code == 0 and not (tmp_path / "res").exists()
     lines = {ln.split(":", 1)[0].strip(): ln for ln in out.splitlines()}
     assert "7" in lines["epochs"] and "the command line" in lines["epochs"]
-    assert "n_layers" in lines and "LightGCN.yaml" in lines["n_layers"]
+    assert "n_layers" in lines and "LightGCN's defaults" in lines["n_layers"]
+    assert "reg_weight" in lines and "LightGCN.yaml" in lines["reg_weight"]
     assert "(int >= 1) maximum epochs" in lines["epochs"]
 
 
