@@ -108,3 +108,36 @@ def test_training_step_and_evaluation_on_cuda_match_cpu():
         s_cpu = cpu_net.full_sort_predict(torch.arange(40))
     assert s_gpu.is_cuda and bool(torch.isfinite(s_gpu).all())
     torch.testing.assert_close(s_gpu.cpu(), s_cpu, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("width", [64, 16])
+def test_column_blocks_propagate_to_the_bits_of_one_matrix(width):
+    """LightGCN (with the rows' L2), smoothing and row smoothing of M column blocks, each on
+    its own: values and gradients equal to those of the one ``[N, M d]`` matrix."""
+    from mmrec_plugin.method.propagation import smooth, smooth_rows
+
+    net, (users, pos, neg) = _net()
+    adj, adj_uu = net.adj_ui, net.adj_uu
+    g = torch.Generator().manual_seed(0)
+    whole = torch.randn(adj.shape[0], 2 * width, generator=g)
+    w_out = torch.randn(users.numel() + net.n_items, 2 * width, generator=g)
+    rows = torch.cat([users, net.n_users + pos])
+
+    def run(blocks):
+        xs = [b.clone().requires_grad_() for b in blocks]
+        x = xs[0] if len(xs) == 1 else xs
+        out, l2 = sparse.lightgcn_l2(adj, x, 3, rows, symmetric=True)
+        outs = [out] if len(xs) == 1 else out
+        p = [o[:net.n_users] for o in outs]
+        q = [o[net.n_users:] for o in outs]
+        p = smooth_rows(adj_uu, p[0] if len(xs) == 1 else p, 1, users, symmetric=True)
+        q = smooth(net.adj_ii, q[0] if len(xs) == 1 else q, 1, symmetric=True)
+        res = torch.cat([torch.cat(p, 1) if isinstance(p, list) else p,
+                         torch.cat(q, 1) if isinstance(q, list) else q])
+        ((res * w_out).sum() + 0.5 * l2).backward()
+        return res.detach(), l2.detach(), torch.cat([x.grad for x in xs], 1)
+
+    one = run([whole])
+    split = run(list(whole.split(width, 1)))
+    for a, b in zip(one, split):
+        assert torch.equal(a, b)
