@@ -51,7 +51,9 @@ def main() -> None:
     for name, label in [("lightgcn_l2", "lightgcn fwd"), ("smooth", "smooth items fwd"),
                         ("smooth_rows", "smooth_rows users fwd")]:
         _wrap(mm, name, label)
-    _wrap(mm.BRMRSNet, "layer0", "layer0 fwd")
+    for name in ("layer0", "_layer0_blocks"):  # (the training step's layer-0 assembly)
+        if hasattr(mm.BRMRSNet, name):
+            _wrap(mm.BRMRSNet, name, "layer0 fwd")
     _wrap(mm.BRMRSNet, "start_epoch", "start_epoch (pruned G_ui)")
     _wrap(mm.BRMRSNet, "loss_terms", "loss_terms fwd (all)")
     _wrap(ob.BRObjective, "candidate_pool", "pool sampling")
