@@ -10,10 +10,13 @@ Graphs:
 
 Products (``adj [N, M]`` sparse CSR, ``x [M, F]`` dense):
 
-- :func:`sparse_mm` ``adj @ x``, differentiable in ``x``. On CPU a CSR product runs torch's
-  row-parallel reduction kernel (``torch.sparse.mm(adj, x, "sum")``, torch >= 2.0; the MKL
-  path ``torch_geometric.utils.spmm`` takes for ``'sum'`` copies an ``[N, F]`` tensor per
-  call and took twice the CPU time on Baby); elsewhere ``torch_geometric.utils.spmm``.
+- :func:`sparse_mm` ``adj @ x``, differentiable in ``x``. On CPU a CSR product runs MKL
+  into an uninitialised output (``torch.addmm(out, adj, x, beta=0, out=out)``: no zero-fill,
+  no copy; 1.5x faster than the reduction kernel on Baby's graphs) for the column counts
+  where a probe finds it equal bit for bit to torch's row-parallel reduction kernel
+  (``torch.sparse.mm(adj, x, "sum")``, torch >= 2.0), which runs otherwise (the path
+  ``torch_geometric.utils.spmm`` takes for ``'sum'`` copies an ``[N, F]`` tensor per call
+  and took twice the CPU time on Baby); elsewhere ``torch_geometric.utils.spmm``.
   ``symmetric=True`` declares ``adj = adj^T``: the backward multiplies by ``adj`` itself
   instead of a transpose (:func:`transpose_csr`, one stable sort);
 - :func:`lightgcn` / :func:`lightgcn_l2`: ``mean_{l=0..L} G^l x``, for a symmetric ``G`` one
@@ -129,100 +132,158 @@ def _has_cpu_sddmm() -> bool:
         return False
 
 
-def _spmm_sum(adj: Tensor, x: Tensor) -> Tensor:
-    """``adj @ x`` without autograd (kernel choice: module docstring)."""
-    if adj.layout == torch.sparse_csr and not adj.is_cuda and not x.is_cuda and has_csr_sum_kernel():
-        return torch.sparse.mm(adj, x, "sum")
+def _has_mkl_csr_out() -> bool:
+    """Whether this torch has MKL and the reduction kernel (:func:`_mkl_csr_out_ok`)."""
+    return torch.backends.mkl.is_available() and has_csr_sum_kernel()
+
+
+@functools.lru_cache(maxsize=None)
+def _mkl_csr_out_ok(dtype: torch.dtype, width: int) -> bool:
+    """Whether ``torch.addmm(out, csr, dense, beta=0, out=out)`` (MKL's CSR product into an
+    uninitialised ``out``) gives the reduction kernel's result bit for bit for ``width``
+    dense columns of ``dtype``: probed once per width on a random matrix (torch's generator
+    untouched). MKL takes other code paths for some widths (on one Xeon: 4, 8, .., 24 differ
+    in the last bit, 1 to 3 and 25 to 256 agree), so a width that differs keeps the kernel."""
+    if not _has_mkl_csr_out():
+        return False
+    try:
+        g = torch.Generator().manual_seed(width)
+        dense = torch.randn(53, 61, generator=g, dtype=dtype) * (torch.rand(53, 61, generator=g) < 0.3)
+        dense[7] = 0.0  # an empty row
+        a, x = dense.to_sparse_csr(), torch.randn(61, width, generator=g, dtype=dtype)
+        out = torch.full((53, width), float("nan"), dtype=dtype)
+        torch.addmm(out, a, x, beta=0.0, out=out)
+        return torch.equal(out, torch.sparse.mm(a, x, "sum"))
+    except (TypeError, RuntimeError, NotImplementedError):
+        return False
+
+
+def _spmm_sum(adj: Tensor, x: Tensor, out: Optional[Tensor] = None) -> Tensor:
+    """``adj @ x`` without autograd (kernel choice: module docstring), written into ``out``
+    (``[N, F]``, not ``x``; its contents are not read) where the kernel can: the result is
+    the returned tensor either way."""
+    if adj.layout == torch.sparse_csr and not adj.is_cuda and not x.is_cuda:
+        if (adj.dtype == x.dtype and x.dim() == 2 and _has_mkl_csr_out()
+                and _mkl_csr_out_ok(x.dtype, x.shape[1])):
+            if out is None:
+                out = x.new_empty((adj.shape[0], x.shape[1]))
+            return torch.addmm(out, adj, x, beta=0.0, out=out)
+        if has_csr_sum_kernel():
+            return torch.sparse.mm(adj, x, "sum")
     from torch_geometric.utils import spmm  # CUDA / COO / torch < 2.0
 
     return spmm(adj, x, reduce="sum")
 
 
 class _CsrSpmm(torch.autograd.Function):
-    """``G x`` for a sparse CSR ``G``; the gradient w.r.t. ``x`` is ``G^T g``: ``G g`` itself
-    when ``G`` is symmetric, else a product with :func:`transpose_csr` (cheaper on CPU than
-    autograd's own CSC-to-CSR conversion followed by the MKL product)."""
+    """``G x_k`` for a sparse CSR ``G`` and one or more ``x_k``; the gradient w.r.t. ``x_k`` is
+    ``G^T g_k``: ``G g_k`` itself when ``G`` is symmetric, else a product with
+    :func:`transpose_csr` (cheaper on CPU than autograd's own CSC-to-CSR conversion followed
+    by the MKL product), built once for all ``x_k``."""
 
     @staticmethod
-    def forward(ctx, adj: Tensor, x: Tensor, symmetric: bool) -> Tensor:  # type: ignore[override]
+    def forward(ctx, adj: Tensor, symmetric: bool, *xs: Tensor):  # type: ignore[override]
         ctx.adj, ctx.symmetric = adj, symmetric
-        return _spmm_sum(adj, x)
+        return tuple(_spmm_sum(adj, x) for x in xs)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx, *grads: Tensor):  # type: ignore[override]
         adj_t = ctx.adj if ctx.symmetric else transpose_csr(ctx.adj)
-        return None, _spmm_sum(adj_t, grad.contiguous()), None
+        return (None, None, *(_spmm_sum(adj_t, g.contiguous()) if need else None
+                              for g, need in zip(grads, ctx.needs_input_grad[2:])))
 
 
-def sparse_mm(adj: Tensor, x: Tensor, symmetric: bool = False) -> Tensor:
-    """``adj @ x``, differentiable in ``x`` (module docstring)."""
-    if not x.requires_grad:
-        return _spmm_sum(adj, x)
-    if adj.layout == torch.sparse_csr:
-        return _CsrSpmm.apply(adj, x, symmetric)
-    from torch_geometric.utils import spmm
+def sparse_mm(adj: Tensor, x, symmetric: bool = False):
+    """``adj @ x``, differentiable in ``x`` (module docstring); ``x`` may be a sequence of
+    tensors: then the list of their products (one autograd node)."""
+    xs = [x] if torch.is_tensor(x) else list(x)
+    if not any(t.requires_grad for t in xs):
+        outs = [_spmm_sum(adj, t) for t in xs]
+    elif adj.layout == torch.sparse_csr:
+        outs = list(_CsrSpmm.apply(adj, symmetric, *xs))
+    else:
+        from torch_geometric.utils import spmm
 
-    return spmm(adj, x, reduce="sum")
+        outs = [spmm(adj, t, reduce="sum") for t in xs]
+    return outs[0] if torch.is_tensor(x) else outs
+
+
+def _rows_l2(xs, rows: Tensor) -> Tensor:
+    """``sum_{r in rows} ||[x_1 .. x_M]_r||^2``, summed as one ``[R, sum d_m]`` block (so M
+    column blocks give the bits of the same rows of one matrix)."""
+    picked = [x.index_select(0, rows) for x in xs]
+    return (picked[0] if len(picked) == 1 else torch.cat(picked, 1)).pow(2).sum()
 
 
 class _SymmetricLightGCN(torch.autograd.Function):
-    """``out = mean_{l=0..L} G^l x`` for a symmetric ``G``, as one autograd node, plus an
-    optional ``l2 = sum_{r in rows} ||x_r||^2`` (rows may repeat).
+    """``out_k = mean_{l=0..L} G^l x_k`` for a symmetric ``G`` and one or more ``x_k`` (column
+    blocks of one input: propagation is column-wise), as one autograd node, plus an optional
+    ``l2 = sum_{r in rows} ||[x_1 .. x_M]_r||^2`` (rows may repeat).
 
-    Forward: ``L`` sparse products, summed in place into the last one. Backward (``G = G^T``):
-    ``dx = 1/(L+1) * sum_l G^l g``, by Horner's rule (``t = G t + g``, ``L`` products, in
-    place), then ``dx[rows] += 2 * dl2 * x[rows]`` in place. Built from autograd pieces the
-    same step allocates, zero-fills and adds several more ``[N, F]`` tensors, and a separate
-    penalty on rows of ``x`` makes autograd add one more full ``[N, F]`` gradient."""
+    Forward: ``L`` sparse products per block, summed in place into the last one. Backward
+    (``G = G^T``): ``dx = 1/(L+1) * sum_l G^l g``, by Horner's rule (``t = G t + g``, ``L``
+    products, in place, two buffers in turn), then ``dx[rows] += 2 * dl2 * x[rows]`` in
+    place. Built from autograd pieces the same step allocates, zero-fills and adds several
+    more ``[N, F]`` tensors, and a separate penalty on rows of ``x`` makes autograd add one
+    more full ``[N, F]`` gradient. Blocks of 64 columns multiply faster one by one than
+    side by side (MKL on Baby: 2 x 0.9 ms against 2.3 ms for 128 columns)."""
 
     @staticmethod
-    def forward(ctx, adj: Tensor, x: Tensor, n_layers: int, rows: Optional[Tensor]):  # type: ignore[override]
-        ctx.adj, ctx.n_layers = adj, n_layers
-        hs = [x]
-        for _ in range(n_layers):
-            hs.append(_spmm_sum(adj, hs[-1]))
-        out = hs.pop()  # the last product's buffer becomes the sum
-        for h in hs:
-            out.add_(h)
-        out.mul_(1.0 / (n_layers + 1))
+    def forward(ctx, adj: Tensor, n_layers: int, rows: Optional[Tensor], *xs: Tensor):  # type: ignore[override]
+        ctx.adj, ctx.n_layers, ctx.rows = adj, n_layers, rows
+        outs = []
+        for x in xs:
+            hs = [x]
+            for _ in range(n_layers):
+                hs.append(_spmm_sum(adj, hs[-1]))
+            out = hs.pop()  # the last product's buffer becomes the sum
+            for h in hs:
+                out.add_(h)
+            outs.append(out.mul_(1.0 / (n_layers + 1)))
+            del hs
         if rows is None:
-            ctx.rows = None
-            l2 = x.new_zeros(())
+            l2 = xs[0].new_zeros(())
         else:
-            ctx.rows = rows
-            ctx.save_for_backward(x)
-            l2 = x.index_select(0, rows).pow(2).sum()
-        return out, l2
+            ctx.save_for_backward(*xs)
+            l2 = _rows_l2(xs, rows)
+        return (*outs, l2)
 
     @staticmethod
-    def backward(ctx, grad: Tensor, grad_l2: Tensor):  # type: ignore[override]
-        g = grad.contiguous()
-        t = _spmm_sum(ctx.adj, g)
-        t.add_(g)
-        for _ in range(ctx.n_layers - 1):
-            t = _spmm_sum(ctx.adj, t)
+    def backward(ctx, *grads: Tensor):  # type: ignore[override]
+        grad_l2 = grads[-1]
+        xs = ctx.saved_tensors if ctx.rows is not None else None
+        dxs = []
+        for k, grad in enumerate(grads[:-1]):
+            g = grad.contiguous()
+            t = _spmm_sum(ctx.adj, g)
             t.add_(g)
-        t.mul_(1.0 / (ctx.n_layers + 1))
-        if ctx.rows is not None:
-            (x,) = ctx.saved_tensors
-            t.index_add_(0, ctx.rows, x.index_select(0, ctx.rows) * (2.0 * grad_l2))
-        return None, t, None, None
+            spare = None  # two buffers in turn: a product cannot be written into its input
+            for _ in range(ctx.n_layers - 1):
+                t, spare = _spmm_sum(ctx.adj, t, out=spare), t
+                t.add_(g)
+            del spare
+            t.mul_(1.0 / (ctx.n_layers + 1))
+            if xs is not None:
+                t.index_add_(0, ctx.rows, xs[k].index_select(0, ctx.rows) * (2.0 * grad_l2))
+            dxs.append(t)
+        return (None, None, None, *dxs)
 
 
-def lightgcn(adj: Tensor, x: Tensor, n_layers: int, symmetric: bool = False) -> Tensor:
+def lightgcn(adj: Tensor, x, n_layers: int, symmetric: bool = False):
     """Mean of ``G^l x`` over ``l = 0..n_layers``.
 
     Args:
         adj: normalised graph ``[N, N]`` (torch sparse).
-        x: layer-0 embeddings ``[N, F]``.
+        x: layer-0 embeddings ``[N, F]``, or a sequence of column blocks ``[N, F_k]`` (then
+            a list of the blocks' results).
         n_layers: number of propagation layers (``>= 0``).
         symmetric: ``adj`` is symmetric (one autograd node with a cheaper backward).
     """
     return lightgcn_l2(adj, x, n_layers, None, symmetric)[0]
 
 
-def lightgcn_l2(adj: Tensor, x: Tensor, n_layers: int, rows: Optional[Tensor],
-                symmetric: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+def lightgcn_l2(adj: Tensor, x, n_layers: int, rows: Optional[Tensor],
+                symmetric: bool = False) -> Tuple:
     """``(lightgcn(adj, x, n_layers), sum_{r in rows} ||x_r||^2)``: the LightGCN mean and
     the squared norm of rows of its input (e.g. the L2 penalty of a batch's layer-0
     embeddings), whose gradient is then added in place into the propagation's.
@@ -230,22 +291,28 @@ def lightgcn_l2(adj: Tensor, x: Tensor, n_layers: int, rows: Optional[Tensor],
     Args:
         rows: LongTensor ``[R]`` (a repeated row counts once per occurrence), or None (then
             the second value is None).
+        x: as in :func:`lightgcn`; for column blocks the norm is that of the rows of
+            ``[x_1 .. x_M]``, summed as one block.
         Others as in :func:`lightgcn`.
     """
     if n_layers < 0:
         raise ValueError(f"lightgcn: n_layers must be >= 0, got {n_layers}")
+    xs = [x] if torch.is_tensor(x) else list(x)
     if symmetric and n_layers > 0:
-        out, l2 = _SymmetricLightGCN.apply(adj, x, n_layers, rows)
-        return out, (l2 if rows is not None else None)
-    l2 = x.index_select(0, rows).pow(2).sum() if rows is not None else None
-    if n_layers == 0:
-        return x, l2
-    h = sparse_mm(adj, x, symmetric)
-    out = x + h
-    for _ in range(n_layers - 1):
-        h = sparse_mm(adj, h, symmetric)
-        out += h  # in place: out is not saved for backward
-    return out.mul_(1.0 / (n_layers + 1)), l2
+        *outs, l2 = _SymmetricLightGCN.apply(adj, n_layers, rows, *xs)
+        l2 = l2 if rows is not None else None
+    else:
+        l2 = _rows_l2(xs, rows) if rows is not None else None
+        outs = xs
+        if n_layers > 0:
+            h = sparse_mm(adj, xs, symmetric)
+            outs = [a + b for a, b in zip(xs, h)]
+            for _ in range(n_layers - 1):
+                h = sparse_mm(adj, h, symmetric)
+                for o, hk in zip(outs, h):
+                    o += hk  # in place: out is not saved for backward
+            outs = [o.mul_(1.0 / (n_layers + 1)) for o in outs]
+    return (outs[0] if torch.is_tensor(x) else list(outs)), l2
 
 
 def csr_rows(adj: Tensor, rows: Tensor, add_self: bool = False) -> Tensor:

@@ -34,7 +34,8 @@ def smooth(adj: Tensor, x: Tensor, n_layers: int, symmetric: bool = False) -> Te
 
     Args:
         adj: normalised homogeneous graph ``[N, N]`` (torch sparse).
-        x: representations ``[N, F]``.
+        x: representations ``[N, F]``, or a sequence of column blocks ``[N, F_k]`` (then a
+            list of the blocks' results).
         n_layers: ``L >= 0``.
         symmetric: ``adj`` is symmetric (cheaper backward).
     """
@@ -45,7 +46,7 @@ def smooth(adj: Tensor, x: Tensor, n_layers: int, symmetric: bool = False) -> Te
     h = x
     for _ in range(n_layers):
         h = sparse_mm(adj, h, symmetric)
-    return x + h
+    return x + h if torch.is_tensor(x) else [a + b for a, b in zip(x, h)]
 
 
 class _ChannelBlocks(torch.autograd.Function):
@@ -104,7 +105,9 @@ def smooth_rows(adj: Tensor, x: Tensor, n_layers: int, rows: Tensor, symmetric: 
 
     Args:
         adj: normalised homogeneous graph ``[N, N]`` (torch sparse CSR).
-        x: representations ``[N, F]``.
+        x: representations ``[N, F]``, or a sequence of column blocks ``[N, F_k]`` (then a
+            list of results; the rows of ``adj`` are gathered, and in the backward pass
+            transposed, once for all blocks).
         n_layers: ``L >= 0``.
         rows: LongTensor ``[R]``.
         symmetric: ``adj`` is symmetric (cheaper backward in the full layers).
@@ -115,10 +118,13 @@ def smooth_rows(adj: Tensor, x: Tensor, n_layers: int, rows: Tensor, symmetric: 
     if n_layers < 0:
         raise ValueError(f"smooth_rows: n_layers must be >= 0, got {n_layers}")
     if n_layers == 0:
-        return x.index_select(0, rows)
+        return x.index_select(0, rows) if torch.is_tensor(x) else [t.index_select(0, rows) for t in x]
     if n_layers == 1:
         return sparse_mm(csr_rows(adj, rows, add_self=True), x)
     h = x
     for _ in range(n_layers - 1):
         h = sparse_mm(adj, h, symmetric)
-    return x.index_select(0, rows) + sparse_mm(csr_rows(adj, rows), h)
+    last = sparse_mm(csr_rows(adj, rows), h)
+    if torch.is_tensor(x):
+        return x.index_select(0, rows) + last
+    return [t.index_select(0, rows) + lt for t, lt in zip(x, last)]
