@@ -79,7 +79,8 @@ def test_no_import_loops():
 LAYERS = [
     ("mmrec_plugin.errors", "mmrec_plugin.version", "mmrec_plugin.utils", "mmrec_plugin.schema",
      "mmrec_plugin.cliargs",
-     "mmrec_plugin.store", "mmrec_plugin.sparse", "mmrec_plugin.eval_cache", "mmrec_plugin.limits",
+     "mmrec_plugin.store", "mmrec_plugin.sparse", "mmrec_plugin.neighbours", "mmrec_plugin.eval_cache",
+     "mmrec_plugin.limits",
      "mmrec_plugin.yamlio"),
     ("mmrec_plugin.registry", "mmrec_plugin.method"),
     ("mmrec_plugin.host", "mmrec_plugin.mmrec_src"),

@@ -4,7 +4,7 @@ import numpy as np
 
 
 def test_topk_per_row_matches_a_dense_reference_across_blocks():
-    from mmrec_plugin.sparse import topk_per_row
+    from mmrec_plugin.neighbours import topk_per_row
 
     rng = np.random.default_rng(3)
     s = rng.normal(size=(7, 7)).astype(np.float32)
@@ -22,7 +22,7 @@ def test_topk_per_row_matches_a_dense_reference_across_blocks():
 def test_degree_weights_hand_worked():
     import scipy.sparse as sp
 
-    from mmrec_plugin.sparse import degree_weights
+    from mmrec_plugin.neighbours import degree_weights
 
     # user 0: items 0, 1; user 1: item 1 -> d_u = (2, 1), d_i = (1, 2)
     r = sp.csr_matrix(np.array([[1, 1], [0, 1]], dtype=np.float32))

@@ -29,7 +29,8 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from mmrec_plugin.sparse import binarize, sym_normalize, topk_per_row, unit_rows
+from mmrec_plugin.sparse import binarize, sym_normalize
+from mmrec_plugin.neighbours import topk_per_row, unit_rows
 
 __all__ = ["user_profiles", "knn_homogeneous"]
 

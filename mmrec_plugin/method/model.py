@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmrec_plugin.eval_cache import EvalCache
-from mmrec_plugin.sparse import (bipartite_csr, binarize, degree_weights, empty_columns, lightgcn_l2, prune_edges,
-                                 to_torch_csr, zero_rows)
+from mmrec_plugin.sparse import bipartite_csr, binarize, lightgcn_l2, to_torch_csr
+from mmrec_plugin.neighbours import degree_weights, empty_columns, prune_edges, zero_rows
 
 from .cache import cached_knn_graph
 from .config import BRMRSConfig

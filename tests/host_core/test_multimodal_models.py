@@ -11,7 +11,7 @@ from mmrec_plugin.host.dataloader import TrainDataLoader
 from mmrec_plugin.host.dataset import RecDataset
 from mmrec_plugin.host.models import FREEDOM, MMGCN
 from mmrec_plugin.host.models.freedom import knn_item_graph, normalized_edge_graph
-from mmrec_plugin.sparse import prune_edges
+from mmrec_plugin.neighbours import prune_edges
 from mmrec_plugin.host.models.mmgcn import mean_bipartite_adjacency
 
 # user 3 has only valid/test interactions: zero degree in the training graph

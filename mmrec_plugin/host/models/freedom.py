@@ -65,8 +65,9 @@ from mmrec_plugin.errors import ConfigError
 from mmrec_plugin.host.abstract_recommender import GeneralRecommender
 from mmrec_plugin.host.models.bpr import bpr_loss
 from mmrec_plugin.eval_cache import EvalCache
-from mmrec_plugin.sparse import (binarize, degree_weights, empty_columns, lightgcn, prune_edges, sparse_mm,
-                                 to_torch_csr, topk_per_row, unit_rows, zero_rows)
+from mmrec_plugin.sparse import binarize, lightgcn, sparse_mm, to_torch_csr
+from mmrec_plugin.neighbours import (degree_weights, empty_columns, prune_edges, topk_per_row, unit_rows,
+                                     zero_rows)
 from mmrec_plugin.schema import Schema, key
 
 __all__ = ["FREEDOM", "knn_item_graph", "normalized_edge_graph"]
