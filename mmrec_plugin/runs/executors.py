@@ -135,7 +135,7 @@ def _child(task: Task, conn, level: int, log_path: Optional[str], parent: int, t
     ``('error', exception, traceback text)``."""
     _worker_init(level, log_path, parent, threads)
     try:
-        record, payload = train_task(task)
+        record, payload = train_task(_from_file(task))
         # tensors as bytes: torch's own pickling shares memory that ends with this process
         out = ("ok", (record, None if payload is None else _to_bytes(payload)))
     except BaseException as exc:  # (sent to the parent, which raises it)
@@ -201,7 +201,7 @@ class ProcessPool:
     def submit(self, task: Task) -> _Job:
         receive, send = self.ctx.Pipe(duplex=False)
         process = self.ctx.Process(target=_child, name=f"combination-{task['index'] + 1}",
-                                   args=(task, send, self.level, self.log_path, os.getpid(),
+                                   args=(_by_file(task), send, self.level, self.log_path, os.getpid(),
                                          self.threads))
         process.start()
         send.close()
@@ -261,17 +261,70 @@ class WorkerDied(Exception):
         self.deaths = deaths  # how often it died (an engine that retries itself: more than 1)
 
 
-def _picklable_by_reference(model_cls: type) -> bool:
+def importable_elsewhere(module_name: str) -> bool:
+    """Whether a fresh process could import ``module_name`` by name (a module loaded here from
+    a file path, such as a model in ``./src/models/``, is in ``sys.modules`` but cannot be)."""
     import importlib.util
+    import sys
+
+    top = module_name.split(".")[0]
+    saved = sys.modules.pop(top, None)  # find_spec answers from sys.modules when it can
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return False
+    finally:
+        if saved is not None:
+            sys.modules[top] = saved
+
+
+def _picklable_by_reference(model_cls: type) -> bool:
     import sys
 
     module = getattr(model_cls, "__module__", "")
     if module == "__main__":
         return bool(getattr(sys.modules.get("__main__"), "__file__", None))
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
+    return importable_elsewhere(module) or _source_file(model_cls) is not None
+
+
+def _source_file(model_cls: type) -> Optional[str]:
+    """The file a model class was loaded from, when a worker can load it from there too."""
+    import sys
+
+    path = getattr(sys.modules.get(getattr(model_cls, "__module__", "")), "__file__", None)
+    return path if path and os.path.isfile(path) else None
+
+
+def _by_file(task: Task) -> Task:
+    """``task`` with a model class from a file-loaded module replaced by where to find it."""
+    cls = task.get("model_cls")
+    if cls is None or cls.__module__ == "__main__" or importable_elsewhere(cls.__module__):
+        return task
+    path = _source_file(cls)
+    if path is None:
+        return task
+    return Task(task, model_cls=("file", cls.__module__, path, cls.__qualname__))
+
+
+def _from_file(task: Task) -> Task:
+    """Undo :func:`_by_file` in the worker: load the module from its file under its name."""
+    ref = task.get("model_cls")
+    if not (isinstance(ref, tuple) and ref and ref[0] == "file"):
+        return task
+    import importlib.util
+    import sys
+
+    _, name, path, qualname = ref
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    cls = module
+    for part in qualname.split("."):
+        cls = getattr(cls, part)
+    return Task(task, model_cls=cls)
 
 
 def default_executor(config, n_combinations: int, workers: Optional[int] = None,

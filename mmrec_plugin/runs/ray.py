@@ -25,7 +25,6 @@ Failures:
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 import os
@@ -87,14 +86,12 @@ def _pickle_model_by_value(model_cls) -> None:
 
     import ray.cloudpickle
 
+    from .executors import importable_elsewhere
+
     module = sys.modules.get(getattr(model_cls, "__module__", "__main__"))
     if module is None or module.__name__ == "__main__":
         return
-    try:
-        importable = importlib.util.find_spec(module.__name__) is not None
-    except (ImportError, ValueError):
-        importable = False
-    if not importable:
+    if not importable_elsewhere(module.__name__):
         ray.cloudpickle.register_pickle_by_value(module)
 
 

@@ -198,3 +198,46 @@ def test_process_pool_gives_the_sequential_json_and_weights(tmp_path):
         wb = torch.load(b["model_path"], weights_only=True)["state_dict"]
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert os.listdir(tmp_path / "par" / "checkpoints") == []
+
+
+CWD_MODEL = '''
+import torch
+from mmrec_plugin.host.abstract_recommender import GeneralRecommender
+
+
+class CwdToy(GeneralRecommender):
+    def __init__(self, config, dataloader):
+        super().__init__(config, dataloader)
+        self.emb = torch.nn.Embedding(self.n_users + self.n_items, 4)
+
+    def calculate_loss(self, x):
+        u, p, n = self.emb(x[0]), self.emb(x[1] + self.n_users), self.emb(x[2] + self.n_users)
+        return -torch.nn.functional.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
+
+    def full_sort_predict(self, x):
+        return self.emb(x[0]) @ self.emb.weight[self.n_users:].T
+'''
+
+
+def test_worker_processes_train_a_model_from_the_working_directorys_src_models(tmp_path, monkeypatch,
+                                                                               toy_grid):
+    """A model dropped into ./src/models/ (MMRec's layout) is loaded from its file, which a
+    spawned worker cannot import by name: the worker loads the same file, and two workers give
+    the sequential run's results."""
+    from mmrec_plugin import registry
+    from mmrec_plugin.runs.executors import ProcessPool, _picklable_by_reference, importable_elsewhere
+
+    (tmp_path / "src" / "models").mkdir(parents=True)
+    (tmp_path / "src" / "models" / "cwdtoy.py").write_text(CWD_MODEL)
+    monkeypatch.chdir(tmp_path)
+    toy_grid.write_tiny(tmp_path / "data")
+    cls = registry.get_model("CwdToy")
+    assert not importable_elsewhere(cls.__module__) and _picklable_by_reference(cls)
+    assert importable_elsewhere("mmrec_plugin.runs.executors")
+    cfg = {"data_path": str(tmp_path / "data"), "epochs": 2, "is_multimodal_model": False,
+           "reg_weight": [0.0, 0.01], "hyper_parameters": ["reg_weight"]}
+    seq = quick_start("CwdToy", "tiny", config_dict=cfg, results_dir=str(tmp_path / "seq"), workers=1)
+    par = quick_start("CwdToy", "tiny", config_dict=cfg, results_dir=str(tmp_path / "par"),
+                      executor=ProcessPool(2, 1))
+    assert seq["complete"] and par["complete"] and len(par["combinations"]) == 2
+    assert _comparable(par) == _comparable(seq)
