@@ -200,25 +200,6 @@ def test_process_pool_gives_the_sequential_json_and_weights(tmp_path):
     assert os.listdir(tmp_path / "par" / "checkpoints") == []
 
 
-CWD_MODEL = '''
-import torch
-from mmrec_plugin.host.abstract_recommender import GeneralRecommender
-
-
-class CwdToy(GeneralRecommender):
-    def __init__(self, config, dataloader):
-        super().__init__(config, dataloader)
-        self.emb = torch.nn.Embedding(self.n_users + self.n_items, 4)
-
-    def calculate_loss(self, x):
-        u, p, n = self.emb(x[0]), self.emb(x[1] + self.n_users), self.emb(x[2] + self.n_users)
-        return -torch.nn.functional.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
-
-    def full_sort_predict(self, x):
-        return self.emb(x[0]) @ self.emb.weight[self.n_users:].T
-'''
-
-
 def test_worker_processes_train_a_model_from_the_working_directorys_src_models(tmp_path, monkeypatch,
                                                                                toy_grid):
     """A model dropped into ./src/models/ (MMRec's layout) is loaded from its file, which a
@@ -228,7 +209,7 @@ def test_worker_processes_train_a_model_from_the_working_directorys_src_models(t
     from mmrec_plugin.runs.executors import ProcessPool, _picklable_by_reference, importable_elsewhere
 
     (tmp_path / "src" / "models").mkdir(parents=True)
-    (tmp_path / "src" / "models" / "cwdtoy.py").write_text(CWD_MODEL)
+    (tmp_path / "src" / "models" / "cwdtoy.py").write_text(toy_grid.TOY_SOURCE.format(name="CwdToy"))
     monkeypatch.chdir(tmp_path)
     toy_grid.write_tiny(tmp_path / "data")
     cls = registry.get_model("CwdToy")

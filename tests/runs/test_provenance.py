@@ -14,31 +14,12 @@ from mmrec_plugin.cli import main
 from mmrec_plugin.runs import quick_start
 from mmrec_plugin.runs.records import code_digest
 
-TOY = '''
-"""A toy BPR model."""
-import torch
-from mmrec_plugin.host.abstract_recommender import GeneralRecommender
-
-
-class CodeToy(GeneralRecommender):
-    def __init__(self, config, dataloader):
-        super().__init__(config, dataloader)
-        self.emb = torch.nn.Embedding(self.n_users + self.n_items, 4)
-
-    def calculate_loss(self, x):
-        u, p, n = self.emb(x[0]), self.emb(x[1] + self.n_users), self.emb(x[2] + self.n_users)
-        return -torch.nn.functional.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
-
-    def full_sort_predict(self, x):
-        return self.emb(x[0]) @ self.emb.weight[self.n_users:].T
-'''
-
 
 @pytest.fixture
 def toy(tmp_path, monkeypatch, toy_grid):
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     path = tmp_path / "codetoy_mod.py"
-    path.write_text(TOY)
+    path.write_text(toy_grid.TOY_SOURCE.format(name="CodeToy"))
     spec = importlib.util.spec_from_file_location("codetoy_mod", path)
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "codetoy_mod", module)
@@ -72,6 +53,7 @@ def test_records_and_model_files_carry_provenance(tmp_path, toy):
 
 def test_a_code_change_trains_again_and_says_why(tmp_path, toy, caplog):
     caplog.set_level("INFO")
+    TOY = toy.read_text()
     first = _run(tmp_path).best
     # comments and docstrings are not code: the result stands
     toy.write_text(TOY.replace('"""A toy BPR model."""', '"""A toy BPR model, documented."""\n# note'))

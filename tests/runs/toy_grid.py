@@ -23,13 +23,48 @@ import torch
 from mmrec_plugin.host.abstract_recommender import GeneralRecommender
 
 
+#: a model module's source text (a BPR toy named ``{name}``), for tests that write a model file
+TOY_SOURCE = '''
+"""A toy BPR model."""
+import torch
+from mmrec_plugin.host.abstract_recommender import GeneralRecommender
+
+
+class {name}(GeneralRecommender):
+    def __init__(self, config, dataloader):
+        super().__init__(config, dataloader)
+        self.emb = torch.nn.Embedding(self.n_users + self.n_items, 4)
+
+    def calculate_loss(self, x):
+        u, p, n = self.emb(x[0]), self.emb(x[1] + self.n_users), self.emb(x[2] + self.n_users)
+        return -torch.nn.functional.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
+
+    def full_sort_predict(self, x):
+        return self.emb(x[0]) @ self.emb.weight[self.n_users:].T
+'''
+
+
 def _toy_dir() -> str:
     return os.environ.get("TOY_DIR", ".")
 
 
-class SlowToy(GeneralRecommender):
-    def __init__(self, config, dataloader):
+class _BPRToy(GeneralRecommender):
+    """BPR over one embedding table of users and items (``dim`` wide)."""
+
+    def __init__(self, config, dataloader, dim: int = 4):
         super().__init__(config, dataloader)
+        self.emb = torch.nn.Embedding(self.n_users + self.n_items, dim)
+
+    def calculate_loss(self, x):
+        u, p, n = self.emb(x[0]), self.emb(x[1] + self.n_users), self.emb(x[2] + self.n_users)
+        return -torch.nn.functional.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
+
+    def full_sort_predict(self, x):
+        return self.emb(x[0]) @ self.emb.weight[self.n_users:].T
+
+
+class SlowToy(_BPRToy):
+    def __init__(self, config, dataloader):
         folder, reg = _toy_dir(), config["reg_weight"]
         deadline = time.time() + 120
         while (sum(f.startswith("started-") for f in os.listdir(folder))
@@ -43,24 +78,16 @@ class SlowToy(GeneralRecommender):
             open(mark, "w").close()
             os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(float(os.environ.get("SLEEP", "0")))
-        self.emb = torch.nn.Embedding(self.n_users + self.n_items, 4)
-
-    def calculate_loss(self, x):
-        u, p, n = self.emb(x[0]), self.emb(x[1] + self.n_users), self.emb(x[2] + self.n_users)
-        return -torch.nn.functional.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
-
-    def full_sort_predict(self, x):
-        return self.emb(x[0]) @ self.emb.weight[self.n_users:].T
+        super().__init__(config, dataloader)
 
 
-class EpochToy(GeneralRecommender):
+class EpochToy(_BPRToy):
     """A BPR model trained for several epochs; with ``KILL_EPOCH=e`` it SIGKILLs its own
     process when epoch ``e`` (counted from 1 in this process) starts, the first time only (a
     ``killed-epoch`` mark file in ``TOY_DIR`` remembers)."""
 
     def __init__(self, config, dataloader):
-        super().__init__(config, dataloader)
-        self.emb = torch.nn.Embedding(self.n_users + self.n_items, 8)
+        super().__init__(config, dataloader, dim=8)
         self.started = 0
 
     def pre_epoch_processing(self):
@@ -69,13 +96,6 @@ class EpochToy(GeneralRecommender):
         if os.environ.get("KILL_EPOCH") == str(self.started) and not os.path.exists(mark):
             open(mark, "w").close()
             os.kill(os.getpid(), signal.SIGKILL)
-
-    def calculate_loss(self, x):
-        u, p, n = self.emb(x[0]), self.emb(x[1] + self.n_users), self.emb(x[2] + self.n_users)
-        return -torch.nn.functional.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
-
-    def full_sort_predict(self, x):
-        return self.emb(x[0]) @ self.emb.weight[self.n_users:].T
 
 
 def write_tiny(root, name="tiny", n_users=12, n_items=60):
