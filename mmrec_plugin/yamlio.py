@@ -29,7 +29,7 @@ from yaml.events import AliasEvent
 from mmrec_plugin import limits
 from mmrec_plugin.errors import ConfigError, UserError
 
-__all__ = ["load_yaml", "parse_value", "parse_text", "read_limited"]
+__all__ = ["load_yaml", "parse_value", "parse_text", "read_limited", "stat_regular"]
 
 
 class _Limit(Exception):
@@ -137,6 +137,23 @@ def _parse(text: str, source: str, error: Type[UserError], invalid_ok: bool) -> 
         loader.dispose()
 
 
+def stat_regular(path: str, what: str, error: Type[UserError], expected: str = "") -> os.stat_result:
+    """``os.stat(path)`` of a regular file, checked before anything opens it; else ``error``
+    naming ``what`` and the path: not found, unreadable, a folder, or a pipe, device or socket
+    (``expected`` is appended to the last two messages)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"{what} {path} not found") from None
+    except OSError as exc:
+        raise error(f"{what} {path} cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise error(f"{what} {path} is a folder{expected or ', not a file'}")
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{what} {path} is not a regular file (a pipe, device or socket){expected}")
+    return st
+
+
 def read_limited(path: str, what: str, max_bytes: int,
                  error: Type[UserError] = ConfigError) -> bytes:
     """The bytes of ``path``, which must be a regular file of at most ``max_bytes``.
@@ -148,17 +165,7 @@ def read_limited(path: str, what: str, max_bytes: int,
         ``error``: missing, a folder, not a regular file, too large, or unreadable (named
         ``what``, e.g. ``"config file"``).
     """
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise error(f"{what} {path} not found") from None
-    except OSError as exc:
-        raise error(f"{what} {path} cannot be read ({exc.strerror or exc})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise error(f"{what} {path} is a folder; expected a yaml file of key: value")
-    if not stat.S_ISREG(st.st_mode):
-        raise error(f"{what} {path} is not a regular file (a pipe, device or socket); "
-                    "expected a yaml file of key: value")
+    st = stat_regular(path, what, error, "; expected a yaml file of key: value")
     if st.st_size > max_bytes:
         raise error(f"{what} {path} is {st.st_size} bytes; at most {max_bytes} are read "
                     f"({limits.human_bytes(max_bytes)})")

@@ -37,6 +37,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from mmrec_plugin import limits
+from mmrec_plugin.yamlio import stat_regular
 from mmrec_plugin.errors import DataError
 
 __all__ = ["Interactions", "separator", "read_interactions", "duplicate_pairs", "id_gaps", "open_features",
@@ -82,16 +83,7 @@ class Interactions:
 def _read_regular(path: str, what: str) -> bytes:
     """The bytes of a regular file; a missing file, a folder or a fifo is a DataError (the
     kind is checked before opening and on the descriptor, opened non-blocking)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise DataError(f"{what} {path} not found") from None
-    except OSError as exc:
-        raise DataError(f"{what} {path} cannot be read ({exc.strerror or exc})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise DataError(f"{what} {path} is a folder, not a file")
-    if not stat.S_ISREG(st.st_mode):
-        raise DataError(f"{what} {path} is not a regular file (a pipe, device or socket)")
+    stat_regular(path, what, DataError)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
         try:
@@ -342,14 +334,7 @@ def open_features(path) -> np.ndarray:
             file (an ``.npz`` archive, text, ...), Python objects, truncated.
     """
     path = os.fspath(path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise DataError(f"feature file {path} not found") from None
-    except OSError as exc:
-        raise DataError(f"feature file {path} cannot be read ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise DataError(f"feature file {path} is not a regular file")
+    st = stat_regular(path, "feature file", DataError)
     if st.st_size == 0:
         raise DataError(f"{path}: the file is empty (0 bytes); expected a .npy array [n_items, d] "
                         "written by numpy.save")
